@@ -1,0 +1,1 @@
+"""The embedded deployment: three organizations, their users and sample data, one command."""

@@ -1,0 +1,101 @@
+"""Start and stop the embedded deployment: JupyterHub, its proxy and the org brokers.
+
+Used by `dshare demo` and by the integration and browser tests, so what the tests exercise
+is what a newcomer runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from .layout import DemoLayout
+from .provision import provision
+from .seed import seed, wait_for
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+
+
+def proxy_command() -> str:
+    """configurable-http-proxy from PATH, else from the project's tools/ install."""
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return found
+    checkout = Path(__file__).resolve().parents[3]
+    local = checkout / "tools" / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return str(local)
+    raise RuntimeError(
+        "configurable-http-proxy is not installed: run `make demo` (it installs it under "
+        "tools/) or `npm install -g configurable-http-proxy`"
+    )
+
+
+class Deployment:
+    """One running embedded deployment; a context manager that always cleans up."""
+
+    def __init__(self, layout: DemoLayout, *, log_file: IO[str] | None = None) -> None:
+        self.layout = layout
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self.new_logins: dict[str, str] = {}
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DSHARE_DATA_DIR=str(self.layout.root),
+            DSHARE_IP=self.layout.ip,
+            DSHARE_PORT=str(self.layout.port),
+            DSHARE_HUB_PORT=str(self.layout.hub_port),
+            DSHARE_BROKER_BASE_PORT=str(self.layout.broker_base_port),
+            DSHARE_PROXY_COMMAND=proxy_command(),
+        )
+        # Hub-managed services and spawned servers find `dshare` and `jupyterhub-singleuser`
+        # in this interpreter's environment.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+    def start(self, *, timeout: float = 90.0) -> None:
+        self.new_logins = provision(self.layout)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            cwd=self.layout.hub_dir,
+            env=self.environment(),
+            stdout=self.log_file or None,
+            stderr=subprocess.STDOUT if self.log_file else None,
+            start_new_session=True,
+        )
+        wait_for(f"{self.layout.public_url}hub/health", timeout)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"JupyterHub exited at start with status {self.process.returncode}")
+        seed(self.layout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # SIGTERM lets JupyterHub stop the servers, services and proxy it started.
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Deployment:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,87 @@
+# JupyterHub configuration of the embedded deployment, loaded by `dshare demo`.
+#
+# Everything variable comes from the environment `dshare demo` sets (see layout.py), so
+# the same file serves the demo, the integration tests (random ports, temp dirs) and a
+# single-machine install. Secrets are read from files in the data directory, never from
+# this file.
+# ruff: noqa: F821  (`c` is JupyterHub's config object)
+
+import os
+import sys
+
+from dshare_hub.auth.roles import broker_service_name, hub_roles
+from dshare_hub.demo.content import ORGS
+from dshare_hub.demo.layout import layout_from_env
+
+layout = layout_from_env()
+orgs = list(ORGS)
+
+c.JupyterHub.ip = layout.ip
+c.JupyterHub.port = layout.port
+c.JupyterHub.hub_ip = layout.ip
+c.JupyterHub.hub_port = layout.hub_port
+c.JupyterHub.db_url = f"sqlite:///{layout.hub_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(layout.hub_dir / "cookie_secret")
+c.JupyterHub.pid_file = str(layout.hub_dir / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(layout.hub_dir / "proxy.pid")
+c.ConfigurableHTTPProxy.auth_token = layout.secret_file("proxy-token")
+c.ConfigurableHTTPProxy.command = [os.environ.get("DSHARE_PROXY_COMMAND", "configurable-http-proxy")]
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_proxy = True
+
+# Who may log in: the local user directory, with organizations and roles.
+c.JupyterHub.authenticator_class = "dshare_hub.auth.local.DShareLocalAuthenticator"
+c.DShareLocalAuthenticator.directory_path = str(layout.user_directory)
+c.Authenticator.allow_all = True  # the directory is the allow list: no entry, no login
+
+# What they may do: custom scopes through roles bound to org/role groups.
+roles = hub_roles(orgs)
+c.JupyterHub.custom_scopes = roles["custom_scopes"]
+c.JupyterHub.load_roles = [
+    *roles["load_roles"],
+    {
+        # The demo seeder registers sample data as each org's admin: it may create tokens
+        # for users, nothing else.
+        "name": "dshare-demo-seeder",
+        "scopes": ["tokens", "read:users", "list:users"],
+        "services": ["dshare-demo-seeder"],
+    },
+]
+c.Spawner.server_token_scopes = roles["server_token_scopes"]
+
+# One broker per organization, each a hub-managed service holding only its own keys.
+services = []
+for index, org in enumerate(orgs):
+    services.append(
+        {
+            "name": broker_service_name(org),
+            "url": f"http://{layout.ip}:{layout.broker_port(index)}",
+            "command": [
+                sys.executable,
+                "-m",
+                "dshare_hub.cli",
+                "broker",
+                "--org",
+                org,
+                "--config",
+                str(layout.broker_config(org)),
+            ],
+            "cwd": str(layout.org_dir(org)),
+            "oauth_no_confirm": True,
+            "display": False,
+        }
+    )
+services.append(
+    {"name": "dshare-demo-seeder", "api_token": layout.secret_file("seeder-token"), "display": False}
+)
+c.JupyterHub.services = services
+
+# Users' servers: local processes, one OS user (evaluation), JupyterLab with dshare.
+c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareLocalSpawner"
+c.Spawner.default_url = "/lab"
+c.Spawner.http_timeout = 60
+c.Spawner.start_timeout = 90
+c.DShareLocalSpawner.data_dir = str(layout.root)
+c.DShareLocalSpawner.broker_url_template = (
+    f"http://{layout.ip}:{layout.port}/services/dshare-{{org_lower}}/"
+)

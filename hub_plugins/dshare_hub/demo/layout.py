@@ -1,0 +1,101 @@
+"""Where the embedded deployment keeps its state, and the ports it listens on.
+
+One data directory holds everything an embedded deployment needs across restarts: the
+ledger, each organization's identity, key-encryption key and key store, the user
+directory, users' homes and the owners' sample data. Secret files are created 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    root: Path
+    ip: str = "127.0.0.1"
+    port: int = 8000
+    hub_port: int = 8081
+    broker_base_port: int = 8101
+
+    @property
+    def ledger_db(self) -> Path:
+        return self.root / "ledger" / "ledger.sqlite"
+
+    @property
+    def identities(self) -> Path:
+        return self.root / "ledger" / "identities"
+
+    def org_dir(self, org: str) -> Path:
+        """The owner organization's private directory: its KEK, key store, broker state."""
+        return self.root / "orgs" / org.lower()
+
+    def kek_file(self, org: str) -> Path:
+        return self.org_dir(org) / "kek"
+
+    def keystore_url(self, org: str) -> str:
+        return f"sqlite:///{self.org_dir(org) / 'keys.sqlite'}"
+
+    def broker_config(self, org: str) -> Path:
+        return self.org_dir(org) / "broker_config.py"
+
+    def broker_port(self, org_index: int) -> int:
+        return self.broker_base_port + org_index
+
+    @property
+    def data(self) -> Path:
+        """The owners' storage: what the datasets' sealed storage details point at."""
+        return self.root / "storage"
+
+    @property
+    def homes(self) -> Path:
+        return self.root / "homes"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.root / "hub"
+
+    @property
+    def user_directory(self) -> Path:
+        return self.root / "users.yaml"
+
+    @property
+    def logins_file(self) -> Path:
+        return self.root / "demo-logins.txt"
+
+    @property
+    def seeded_marker(self) -> Path:
+        return self.root / ".seeded"
+
+    def secret_file(self, name: str, nbytes: int = 32) -> str:
+        """Read a generated secret, creating it 0600 on first use."""
+        path = self.root / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(nbytes))
+            os.replace(path.with_suffix(".tmp"), path)
+        return path.read_text().strip()
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.ip}:{self.port}/"
+
+    @property
+    def hub_api_url(self) -> str:
+        return f"http://{self.ip}:{self.hub_port}/hub/api"
+
+
+def layout_from_env() -> DemoLayout:
+    """The layout `dshare demo` hands to the hub and brokers through the environment."""
+    return DemoLayout(
+        root=Path(os.environ["DSHARE_DATA_DIR"]),
+        ip=os.environ.get("DSHARE_IP", "127.0.0.1"),
+        port=int(os.environ.get("DSHARE_PORT", "8000")),
+        hub_port=int(os.environ.get("DSHARE_HUB_PORT", "8081")),
+        broker_base_port=int(os.environ.get("DSHARE_BROKER_BASE_PORT", "8101")),
+    )

@@ -1,0 +1,61 @@
+"""One real embedded deployment per test module: JupyterHub, proxy, three brokers."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dshare_hub.demo.deployment import Deployment
+from dshare_hub.demo.layout import DemoLayout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_block(n: int) -> int:
+    """A first port such that the next `n` are free too (the brokers' ports)."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            held = []
+            for p in range(first, first + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                held.append(s)
+            for s in held:
+                s.close()
+            return first
+        except OSError:
+            for s in held:
+                s.close()
+    raise RuntimeError("no block of free ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("dshare")
+    layout = DemoLayout(
+        root=root / "data",
+        port=free_port(),
+        hub_port=free_port(),
+        broker_base_port=free_port_block(3),
+    )
+    out_dir = Path(os.environ.get("DSHARE_TEST_OUTPUT", root))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / f"hub-{root.name}.log"
+    with log_path.open("w") as log, Deployment(layout, log_file=log) as running:
+        running.log_path = log_path  # type: ignore[attr-defined]
+        yield running
+
+
+@pytest.fixture(scope="module")
+def logins(deployment: Deployment) -> dict[str, str]:
+    pairs = (line.split() for line in deployment.layout.logins_file.read_text().splitlines())
+    return {name: password for name, password in pairs}
