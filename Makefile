@@ -20,7 +20,7 @@ LABEXT_SRC := $(shell find labextension/src labextension/style labextension/sche
 export PATH := $(BIN):$(CURDIR)/$(NODE_TOOLS):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test lint typecheck lock clean bench proof
+.PHONY: demo test install install-test lint typecheck lock clean bench
 
 demo: install
 	$(BIN)/dshare demo
@@ -74,9 +74,6 @@ typecheck: install
 
 bench: install
 	bash scripts/bench.sh
-
-proof: install-test
-	bash scripts/proof.sh
 
 # Re-resolve the newest versions the pyproject ranges allow and pin them.
 lock:
