@@ -1,0 +1,27 @@
+"""Ledger key layout. Simple keys hold objects; composite keys are indexes (point reads and
+small prefix scans, never rich queries, so every lookup lands in the read set)."""
+
+from __future__ import annotations
+
+ASSET_PREFIX = "asset/"
+# '0' is the character after '/', so [ASSET_PREFIX, ASSETS_END) holds exactly the assets.
+ASSETS_END = "asset0"
+
+LEASES_BY_ASSET = "lease~asset"  # [asset_id, lease_id]: every lease ever requested
+LEASES_BY_LESSEE = "lease~lessee"  # [lessee_org, lease_id]
+LEASES_BY_USER = "lease~user"  # [lessee_org, user, lease_id]
+LEASES_BY_OWNER = "lease~owner"  # [owner_org, lease_id]
+OPEN_LEASES = "open~asset"  # [asset_id, lease_id] -> {state, expires_at}: pending or active
+RUNS_BY_USER = "run~user"  # [org, user, run_id]
+
+
+def asset(asset_id: str) -> str:
+    return ASSET_PREFIX + asset_id
+
+
+def lease(lease_id: str) -> str:
+    return "lease/" + lease_id
+
+
+def run(run_id: str) -> str:
+    return "run/" + run_id

@@ -1,0 +1,130 @@
+"""Run transactions: provenance from leased data to results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import keys, validate
+from .errors import (
+    INVALID_ARGUMENT,
+    INVALID_STATE,
+    LEASE_EXPIRED,
+    NOT_LESSEE,
+    NOT_OWNER,
+    RUN_NOT_FOUND,
+    ContractError,
+)
+from .leases import effective, load_lease
+from .tx import Tx
+
+OUTCOMES = ("cancelled", "failed", "succeeded")
+MAX_LEASES_PER_RUN = 64
+
+
+def record_run(tx: Tx, lease_ids_json: str, spec_sha256: str, name: str) -> dict[str, Any]:
+    raw = validate.parse_json_arg(lease_ids_json, "lease_ids")
+    if not isinstance(raw, list) or not raw:
+        raise ContractError(
+            INVALID_ARGUMENT,
+            "lease_ids: must be a non-empty JSON list of lease ids",
+            key="lease_ids",
+        )
+    if len(raw) > MAX_LEASES_PER_RUN:
+        raise ContractError(
+            INVALID_ARGUMENT,
+            f"lease_ids: at most {MAX_LEASES_PER_RUN} leases per run, got {len(raw)}",
+            key="lease_ids",
+        )
+    lease_ids = [validate.ident(x, f"lease_ids[{i}]") for i, x in enumerate(raw)]
+    if len(set(lease_ids)) != len(lease_ids):
+        raise ContractError(
+            INVALID_ARGUMENT, "lease_ids: names the same lease twice", key="lease_ids"
+        )
+    spec = validate.sha256_hex(spec_sha256, "spec_sha256")
+    name = validate.text(name, "name", max_len=200)
+    who = tx.who
+    for lease_id in lease_ids:
+        lease = effective(tx, load_lease(tx, lease_id))
+        if lease["lessee_org"] != who["org"] or lease["lessee_user"] != who["actor"]:
+            raise ContractError(
+                NOT_LESSEE,
+                f"lease '{lease_id}' belongs to user '{lease['lessee_user']}' of "
+                f"'{lease['lessee_org']}', not to '{who['actor']}' of '{who['org']}'",
+                key=lease_id,
+            )
+        if lease["state"] == "expired":
+            raise ContractError(
+                LEASE_EXPIRED, f"lease '{lease_id}' expired at {lease['expires_at']}", key=lease_id
+            )
+        if lease["state"] != "active":
+            raise ContractError(
+                INVALID_STATE,
+                f"lease '{lease_id}' is {lease['state']}; a run needs active leases",
+                key=lease_id,
+            )
+    run_id = "R-" + tx.stub.get_tx_id()[:24]
+    run = {
+        "id": run_id,
+        "name": name,
+        "org": who["org"],
+        "user": who["actor"],
+        "lease_ids": lease_ids,
+        "spec_sha256": spec,
+        "state": "running",
+        "outcome": None,
+        "result_sha256": None,
+        "started_at": tx.now_text,
+        "finished_at": None,
+    }
+    tx.put_json(keys.run(run_id), run)
+    tx.index(keys.RUNS_BY_USER, [who["org"], who["actor"], run_id])
+    tx.emit("RunRecorded", {"id": run_id, "lease_ids": lease_ids, "org": who["org"]})
+    return run
+
+
+def load_run(tx: Tx, run_id: str) -> dict[str, Any]:
+    validate.ident(run_id, "run_id")
+    run = tx.get_json(keys.run(run_id))
+    if run is None:
+        raise ContractError(RUN_NOT_FOUND, f"run '{run_id}' does not exist", key=run_id)
+    return run
+
+
+def finish_run(tx: Tx, run_id: str, outcome: str, result_sha256: str = "") -> dict[str, Any]:
+    if outcome not in OUTCOMES:
+        raise ContractError(
+            INVALID_ARGUMENT,
+            f"outcome: must be one of {', '.join(OUTCOMES)}, got {outcome!r}",
+            key="outcome",
+        )
+    digest = validate.sha256_hex(result_sha256, "result_sha256") if result_sha256 else None
+    who = tx.who
+    run = load_run(tx, run_id)
+    if run["org"] != who["org"] or run["user"] != who["actor"]:
+        raise ContractError(
+            NOT_OWNER,
+            f"run '{run_id}' belongs to user '{run['user']}' of '{run['org']}'; "
+            "only they may finish it",
+            key=run_id,
+        )
+    if run["state"] != "running":
+        raise ContractError(
+            INVALID_STATE, f"run '{run_id}' already finished ({run['outcome']})", key=run_id
+        )
+    run.update({"state": "finished", "outcome": outcome, "result_sha256": digest})
+    run["finished_at"] = tx.now_text
+    tx.put_json(keys.run(run_id), run)
+    tx.emit("RunFinished", {"id": run_id, "outcome": outcome, "result_sha256": digest})
+    return run
+
+
+def get_run(tx: Tx, run_id: str) -> dict[str, Any]:
+    return load_run(tx, run_id)
+
+
+def list_runs(tx: Tx, user: str = "") -> dict[str, Any]:
+    user = validate.text(user, "user", max_len=128) if user else tx.actor
+    ids = [attrs[2] for attrs, _ in tx.scan(keys.RUNS_BY_USER, [tx.org, user])]
+    items = [load_run(tx, run_id) for run_id in ids]
+    items.sort(key=lambda run: (run["started_at"], run["id"]))
+    return {"items": items}

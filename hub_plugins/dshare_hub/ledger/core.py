@@ -1,0 +1,460 @@
+"""The embedded ledger's synchronous core: verify, simulate on a snapshot, group-commit.
+
+Each transaction is signed by its organization, executed against a consistent snapshot
+(no lock held), then validated and applied under the single write lock: every read-set
+version and every scanned range is re-checked first, as Fabric's MVCC validation does, so of
+two leases of one exclusive asset exactly one commits. Transactions that arrive while a
+batch is being made durable wait and share the next commit: one fsync for many writers.
+Several processes may share one file; a lock file orders their batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dshare_chaincode import contract
+from dshare_chaincode.errors import LEASE_CONFLICT, ContractError
+from dshare_chaincode.stub import Creator, is_composite_key, split_composite_key
+from dshare_chaincode.tx import fmt_time
+
+from . import LedgerError
+from .identity import IdentityError, OrgIdentity, check_chain, verify_signature
+from .snapshot import SnapshotStub, scan
+from .store import connect, init_schema
+from .txlog import (
+    GENESIS_HASH,
+    Proposal,
+    args_digest,
+    b64,
+    entry_body,
+    new_nonce,
+    new_tx_id,
+    sha256_hex,
+)
+
+IDENTITY_REJECTED = "IDENTITY_REJECTED"
+LEDGER_ERROR = "LEDGER_ERROR"
+# A proposal's timestamp decides lease expiry, so an org must not be able to backdate one.
+MAX_CLOCK_SKEW = timedelta(seconds=120)
+DEFAULT_RETRIES = 8
+
+
+def display_key(key: bytes) -> str:
+    text = key.decode()
+    if is_composite_key(text):
+        object_type, attrs = split_composite_key(text)
+        return f"{object_type}[{', '.join(attrs)}]"
+    return text
+
+
+class ReadConflict(Exception):
+    """Another transaction changed something this one read before it could commit."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(display_key(key))
+        self.key = key
+
+
+@dataclass
+class _Pending:
+    proposal: Proposal
+    signature: bytes
+    stub: SnapshotStub
+    result: bytes
+    done: bool = False
+    error: BaseException | None = None
+    seq: int = 0
+
+
+@dataclass
+class CommitStats:
+    batches: int = 0
+    transactions: int = 0
+    conflicts: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class LedgerCore:
+    """One SQLite ledger file, shared by every identity in this process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        init_schema(self.path)
+        self._writer = connect(self.path)
+        self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._local = threading.local()
+        self._thread_write_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leader = False
+        self._orgs: dict[str, str] = {}
+        self._trusted: set[tuple[str, str, str]] = set()
+        self.stats = CommitStats()
+        self._closed = False
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._writer.close()
+        os.close(self._lock_fd)
+
+    # -- organizations -----------------------------------------------------------------------
+
+    def register_org(self, msp_id: str, ca_cert_pem: str) -> None:
+        """Trust `ca_cert_pem` as `msp_id`'s CA (adding an org to a running ledger)."""
+        with self._write_lock():
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._writer.execute(
+                    "SELECT ca_cert_pem FROM orgs WHERE msp_id = ?", (msp_id,)
+                ).fetchone()
+                if row is not None and row[0] != ca_cert_pem:
+                    raise LedgerError(
+                        IDENTITY_REJECTED,
+                        f"organization '{msp_id}' is already registered with another CA; "
+                        "a ledger never replaces an organization's CA silently",
+                        msp_id,
+                    )
+                if row is None:
+                    self._writer.execute(
+                        "INSERT INTO orgs (msp_id, ca_cert_pem, added_at) VALUES (?, ?, ?)",
+                        (msp_id, ca_cert_pem, fmt_time(datetime.now(UTC))),
+                    )
+                self._writer.execute("COMMIT")
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+        self._orgs[msp_id] = ca_cert_pem
+
+    def _ca_for(self, msp_id: str) -> str:
+        ca = self._orgs.get(msp_id)
+        if ca is None:
+            # Another process may have added the org since we last looked.
+            row = (
+                self._reader()
+                .execute("SELECT ca_cert_pem FROM orgs WHERE msp_id = ?", (msp_id,))
+                .fetchone()
+            )
+            if row is None:
+                raise LedgerError(
+                    IDENTITY_REJECTED,
+                    f"organization '{msp_id}' is not registered on this ledger; "
+                    "register its CA with `dshare ledger init`",
+                    msp_id,
+                )
+            ca = self._orgs[msp_id] = row[0]
+        return ca
+
+    def _check_proposal(self, p: Proposal, signature: bytes, args: Sequence[str]) -> None:
+        ca = self._ca_for(p.msp_id)
+        ts = datetime.strptime(p.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        trust_key = (p.msp_id, p.cert_pem, ca)
+        if trust_key not in self._trusted:
+            try:
+                cert = check_chain(p.cert_pem, ca, p.msp_id, ts)
+            except IdentityError as exc:
+                raise LedgerError(IDENTITY_REJECTED, str(exc), p.msp_id) from None
+            self._trusted.add(trust_key)
+        else:
+            from cryptography import x509
+
+            cert = x509.load_pem_x509_certificate(p.cert_pem.encode())
+        if not verify_signature(cert, signature, p.signing_bytes()):
+            raise LedgerError(
+                IDENTITY_REJECTED,
+                f"the signature on transaction {p.tx_id} does not match the certificate of "
+                f"'{p.msp_id}'",
+                p.tx_id,
+            )
+        if p.tx_id != new_tx_id(p.nonce, p.cert_pem):
+            raise LedgerError(LEDGER_ERROR, f"transaction id {p.tx_id} does not match its nonce")
+        if p.args_digest != args_digest(p.fn, args):
+            raise LedgerError(
+                LEDGER_ERROR, f"the arguments of transaction {p.tx_id} do not match its digest"
+            )
+        skew = abs(datetime.now(UTC) - ts)
+        if skew > MAX_CLOCK_SKEW:
+            raise LedgerError(
+                LEDGER_ERROR,
+                f"transaction {p.tx_id} is timestamped {p.timestamp}, more than "
+                f"{int(MAX_CLOCK_SKEW.total_seconds())} s from the ledger's clock; "
+                "check the submitting machine's clock",
+                p.tx_id,
+            )
+
+    # -- proposals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def propose(
+        identity: OrgIdentity, fn: str, args: Sequence[str], actor: str
+    ) -> tuple[Proposal, bytes]:
+        """Build and sign a proposal as `identity` (what a client does before submitting)."""
+        nonce = new_nonce()
+        proposal = Proposal(
+            tx_id=new_tx_id(nonce, identity.cert_pem),
+            timestamp=fmt_time(datetime.now(UTC)),
+            msp_id=identity.msp_id,
+            cert_pem=identity.cert_pem,
+            actor=actor,
+            fn=fn,
+            args_digest=args_digest(fn, args),
+            nonce=nonce,
+        )
+        return proposal, identity.sign(proposal.signing_bytes())
+
+    def _simulate(self, p: Proposal, args: Sequence[str]) -> tuple[SnapshotStub, bytes]:
+        conn = self._reader()
+        stub = SnapshotStub(
+            conn,
+            tx_id=p.tx_id,
+            timestamp=p.timestamp,
+            creator=Creator(p.msp_id, p.cert_pem),
+            actor=p.actor,
+        )
+        conn.execute("BEGIN")  # one snapshot for every read of this transaction
+        try:
+            result = contract.invoke(stub, p.fn, list(args))
+        except ContractError as exc:
+            raise LedgerError(exc.code, exc.message, exc.key) from None
+        finally:
+            stub.close()
+            conn.execute("COMMIT")
+        return stub, result
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def evaluate(self, identity: OrgIdentity, fn: str, args: Sequence[str], actor: str) -> bytes:
+        """Run `fn` on the current state as `identity`; nothing is recorded."""
+        proposal, _sig = self.propose(identity, fn, args, actor)
+        return self._simulate(proposal, args)[1]
+
+    def submit(
+        self,
+        identity: OrgIdentity,
+        fn: str,
+        args: Sequence[str],
+        actor: str,
+        *,
+        retries: int = DEFAULT_RETRIES,
+    ) -> bytes:
+        """Sign, execute and durably commit `fn`; re-propose on a read conflict.
+
+        A retry re-executes on fresh state, so a lost race on an exclusive asset ends with
+        the contract's own LEASE_CONFLICT; when retries run out the conflict is reported.
+        """
+        attempt = 0
+        while True:
+            proposal, signature = self.propose(identity, fn, args, actor)
+            try:
+                return self.execute(proposal, signature, args)
+            except ReadConflict as exc:
+                if attempt >= retries:
+                    raise LedgerError(
+                        LEASE_CONFLICT,
+                        f"{fn} conflicted with a concurrent change to '{exc}' and was not "
+                        "committed; retry",
+                        str(exc),
+                    ) from None
+                attempt += 1
+
+    def execute(self, proposal: Proposal, signature: bytes, args: Sequence[str]) -> bytes:
+        """Verify, simulate and commit one signed proposal. Raises ReadConflict on MVCC."""
+        self._check_proposal(proposal, signature, args)
+        stub, result = self._simulate(proposal, args)
+        pending = _Pending(proposal, signature, stub, result)
+        self._group_commit(pending)
+        if pending.error is not None:
+            raise pending.error
+        return result
+
+    # -- group commit --------------------------------------------------------------------------
+
+    def _group_commit(self, pending: _Pending) -> None:
+        with self._cond:
+            self._queue.append(pending)
+            while not pending.done and self._leader:
+                self._cond.wait()
+            if pending.done:
+                return
+            self._leader = True
+            batch, self._queue = self._queue, []
+        try:
+            self._commit_batch(batch)
+        finally:
+            with self._cond:
+                self._leader = False
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        # flock wakes a waiting process at once; SQLite's busy handler would sleep and poll.
+        # flock does not exclude threads sharing the descriptor, hence the thread lock too.
+        with self._thread_write_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        conn = self._writer
+        try:
+            with self._write_lock():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(
+                        "SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1"
+                    ).fetchone()
+                    seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
+                    for item in batch:
+                        try:
+                            self._validate(conn, item)
+                        except (ReadConflict, LedgerError) as exc:
+                            item.error = exc
+                            self.stats.conflicts += 1
+                            continue
+                        seq += 1
+                        prev = self._apply(conn, item, seq, prev)
+                        item.seq = seq
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except BaseException as exc:
+            for item in batch:
+                if item.error is None:
+                    item.error = exc
+        finally:
+            self.stats.batches += 1
+            self.stats.transactions += len(batch)
+            self.stats.sizes.append(len(batch))
+            with self._cond:
+                for item in batch:
+                    item.done = True
+
+    @staticmethod
+    def _validate(conn: sqlite3.Connection, item: _Pending) -> None:
+        stub = item.stub
+        if conn.execute("SELECT 1 FROM txlog WHERE tx_id = ?", (item.proposal.tx_id,)).fetchone():
+            raise LedgerError(
+                LEDGER_ERROR,
+                f"transaction {item.proposal.tx_id} was already committed; "
+                "a proposal is never replayed",
+                item.proposal.tx_id,
+            )
+        for key, version in stub.reads.items():
+            row = conn.execute("SELECT version FROM state WHERE key = ?", (key,)).fetchone()
+            if (row[0] if row else 0) != version:
+                raise ReadConflict(key)
+        for rr in stub.ranges:
+            limit = len(rr.results) + 1 if rr.exhausted else len(rr.results)
+            now = [(bytes(k), ver) for k, _v, ver in scan(conn, rr.start, rr.end, limit)]
+            if now != rr.results:
+                changed = next(
+                    (a[0] for a, b in zip(now, rr.results, strict=False) if a != b),
+                    (now or rr.results or [(rr.start, 0)])[-1][0],
+                )
+                raise ReadConflict(changed)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, item: _Pending, seq: int, prev: str) -> str:
+        p, stub = item.proposal, item.stub
+        writes = sorted(stub.writes.items())
+        for key, value in writes:
+            if value is None:
+                conn.execute("DELETE FROM state WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
+                    (key, value, seq),
+                )
+            conn.execute(
+                "INSERT INTO history (key, seq, tx_id, timestamp, is_delete, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key, seq, p.tx_id, p.timestamp, int(value is None), value),
+            )
+        body = entry_body(
+            seq,
+            p,
+            reads=[[k.decode(), v] for k, v in sorted(stub.reads.items())],
+            ranges=[
+                [
+                    rr.start.decode(),
+                    None if rr.end is None else rr.end.decode(),
+                    rr.exhausted,
+                    [[k.decode(), v] for k, v in rr.results],
+                ]
+                for rr in stub.ranges
+            ],
+            writes=[[k.decode(), None if v is None else b64(v)] for k, v in writes],
+            event=None if stub.event is None else [stub.event[0], b64(stub.event[1])],
+            prev_hash=prev,
+        )
+        digest = sha256_hex(body)
+        conn.execute(
+            "INSERT INTO txlog (seq, tx_id, body, hash, signature) VALUES (?, ?, ?, ?, ?)",
+            (seq, p.tx_id, body, digest, item.signature),
+        )
+        return digest
+
+
+_CORES: dict[Path, tuple[LedgerCore, int]] = {}
+_CORES_LOCK = threading.Lock()
+
+
+def acquire_core(path: str | Path) -> LedgerCore:
+    """The process's shared core for `path` (so all its identities share group commits)."""
+    key = Path(path).resolve()
+    with _CORES_LOCK:
+        core, refs = _CORES.get(key, (None, 0))
+        if core is None:
+            core = LedgerCore(key)
+        _CORES[key] = (core, refs + 1)
+        return core
+
+
+def release_core(core: LedgerCore) -> None:
+    key = core.path.resolve()
+    with _CORES_LOCK:
+        entry = _CORES.get(key)
+        if entry is None or entry[0] is not core:
+            core.close()
+            return
+        if entry[1] <= 1:
+            del _CORES[key]
+            core.close()
+        else:
+            _CORES[key] = (core, entry[1] - 1)
+
+
+def decode(result: bytes) -> Any:
+    import json
+
+    return json.loads(result)

@@ -1,0 +1,94 @@
+"""The embedded ledger: the DataAsset contract over SQLite, signed and hash-chained.
+
+`EmbeddedLedger` is the async `Ledger` the broker uses; SQLite work runs in a thread.
+`create_org` makes an organization's CA and identity and registers the CA on a ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from . import Ledger, LedgerError
+from .core import LedgerCore, acquire_core, release_core
+from .identity import OrgIdentity, load_identity, make_identity_files
+
+DB_NAME = "ledger.db"
+IDENTITY_DIR = "identities"
+
+
+def resolve(ledger_dir_or_path: str | Path) -> tuple[Path, Path]:
+    """(database file, identity directory) for a ledger directory or a database path."""
+    path = Path(ledger_dir_or_path)
+    if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
+        return path, path.parent / IDENTITY_DIR
+    return path / DB_NAME, path / IDENTITY_DIR
+
+
+def register_org(db_path: str | Path, identity: OrgIdentity) -> None:
+    """Trust `identity`'s CA on the ledger at `db_path` (works while the ledger runs)."""
+    core = acquire_core(db_path)
+    try:
+        core.register_org(identity.msp_id, identity.ca_cert_pem)
+    finally:
+        release_core(core)
+
+
+def create_org(
+    ledger_dir_or_path: str | Path, org: str, *, identity_dir: str | Path | None = None
+) -> OrgIdentity:
+    """Create `org`'s CA and signing identity and register the CA on the ledger.
+
+    Identity files go under ``identity_dir/org`` (default: ``identities/`` next to the
+    database). Refuses to overwrite an existing identity.
+    """
+    db, default_dir = resolve(ledger_dir_or_path)
+    identity = make_identity_files(Path(identity_dir or default_dir), org)
+    register_org(db, identity)
+    return identity
+
+
+class EmbeddedLedger(Ledger):
+    """The `Ledger` interface over the embedded SQLite ledger, as one organization."""
+
+    def __init__(self, db_path: str | Path, identity: OrgIdentity) -> None:
+        self.db_path = Path(db_path)
+        self.identity = identity
+        self._core: LedgerCore | None = acquire_core(self.db_path)
+
+    @classmethod
+    def open(cls, path: str | Path, identity_dir: str | Path, org: str) -> EmbeddedLedger:
+        """Open the ledger at `path` as `org`, creating and registering its identity if new."""
+        db, _ = resolve(path)
+        idir = Path(identity_dir)
+        if (idir / org / "key.pem").exists():
+            identity = load_identity(idir, org)
+            register_org(db, identity)  # idempotent; refuses a different CA for the org
+        else:
+            identity = create_org(db, org, identity_dir=idir)
+        return cls(db, identity)
+
+    @property
+    def core(self) -> LedgerCore:
+        if self._core is None:
+            raise LedgerError("LEDGER_ERROR", "this ledger connection is closed; open it again")
+        return self._core
+
+    @property
+    def msp_id(self) -> str:
+        return self.identity.msp_id
+
+    async def submit(self, fn: str, *args: str, actor: str) -> Any:
+        raw = await asyncio.to_thread(self.core.submit, self.identity, fn, list(args), actor)
+        return json.loads(raw)
+
+    async def evaluate(self, fn: str, *args: str, actor: str) -> Any:
+        raw = await asyncio.to_thread(self.core.evaluate, self.identity, fn, list(args), actor)
+        return json.loads(raw)
+
+    async def close(self) -> None:
+        if self._core is not None:
+            core, self._core = self._core, None
+            release_core(core)

@@ -1,0 +1,56 @@
+"""SQLite layout and connections of the embedded ledger (one file, WAL mode)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    key BLOB PRIMARY KEY,
+    value BLOB NOT NULL,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    key BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    tx_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    is_delete INTEGER NOT NULL,
+    value BLOB,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS txlog (
+    seq INTEGER PRIMARY KEY,
+    tx_id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    hash TEXT NOT NULL,
+    signature BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orgs (
+    msp_id TEXT PRIMARY KEY,
+    ca_cert_pem TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+"""
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode; transactions are begun explicitly."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=60.0)
+    conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: the WAL is fsynced at every commit, so a committed batch survives power loss.
+    conn.execute("PRAGMA synchronous = FULL")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def init_schema(path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+    finally:
+        conn.close()

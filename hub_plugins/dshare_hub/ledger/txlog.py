@@ -1,0 +1,115 @@
+"""The embedded ledger's transaction log format: signed proposals and hash-chained entries.
+
+A proposal is what the submitting organization signs before anything executes. A log entry
+is the proposal plus what executing it read and wrote, chained to the previous entry by
+hash. Both are canonical JSON (sorted keys, no spaces) so the same bytes are hashed, signed
+and verified everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def args_digest(fn: str, args: Sequence[str]) -> str:
+    return sha256_hex(canonical([fn, list(args)]))
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The signed part of a transaction. `tx_id` binds nonce and certificate, as in Fabric."""
+
+    tx_id: str
+    timestamp: str  # contract time format (UTC, microseconds)
+    msp_id: str
+    cert_pem: str
+    actor: str
+    fn: str
+    args_digest: str
+    nonce: str
+
+    def signing_bytes(self) -> bytes:
+        return canonical(self.as_dict())
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "tx_id": self.tx_id,
+            "timestamp": self.timestamp,
+            "msp_id": self.msp_id,
+            "cert_pem": self.cert_pem,
+            "actor": self.actor,
+            "fn": self.fn,
+            "args_digest": self.args_digest,
+            "nonce": self.nonce,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Proposal:
+        return cls(**{k: str(d[k]) for k in PROPOSAL_FIELDS})
+
+
+PROPOSAL_FIELDS = tuple(Proposal.__dataclass_fields__)
+
+
+def new_tx_id(nonce: str, cert_pem: str) -> str:
+    return sha256_hex(nonce.encode() + cert_pem.encode())
+
+
+def new_nonce() -> str:
+    return os.urandom(24).hex()
+
+
+def key_text(key: bytes) -> str:
+    """Ledger keys are UTF-8 bytes in SQLite; in JSON they are text (NULs escape cleanly)."""
+    return key.decode("utf-8")
+
+
+def entry_body(
+    seq: int,
+    proposal: Proposal,
+    reads: list[list[Any]],
+    ranges: list[list[Any]],
+    writes: list[list[Any]],
+    event: list[str] | None,
+    prev_hash: str,
+) -> bytes:
+    """The hashed bytes of log entry `seq`.
+
+    reads: [[key, version]], ranges: [[start, end, exhausted, [[key, version], ...]]],
+    writes: [[key, base64 value or None for a delete]], event: [name, base64 payload].
+    """
+    return canonical(
+        {
+            "seq": seq,
+            "proposal": proposal.as_dict(),
+            "reads": reads,
+            "ranges": ranges,
+            "writes": writes,
+            "event": event,
+            "prev_hash": prev_hash,
+        }
+    )
