@@ -1,0 +1,205 @@
+"""The owner broker's Kubernetes materializer: a lease for a run becomes Secret + PV + claim.
+
+Implements `dshare_hub.broker.materialize.Materializer`. All state lives in the cluster as
+labels (lease, run, owner org, user), so a restarted broker rebuilds its view by listing them.
+Objects are created Secret first, claim last: a claim that exists always has its volume and
+credentials, and a crash part-way leaves labelled leftovers that `release` finds and deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..broker.materialize import MaterializeError
+from .api import KubeApi, KubeApiError, selector
+from .names import (
+    ANNOTATION_EXPIRES,
+    ANNOTATION_LEASE,
+    ANNOTATION_RUN,
+    ANNOTATION_USER,
+    LABEL_COMPONENT,
+    LABEL_LEASE,
+    LABEL_MANAGED_BY,
+    LABEL_OWNER_ORG,
+    LABEL_RUN,
+    MANAGED_BY,
+    dns_name,
+    label_value,
+)
+from .storage import (
+    MaterializedNames,
+    StorageDetailsError,
+    check_details,
+    lease_annotations,
+    lease_labels,
+    make_persistent_volume,
+    make_persistent_volume_claim,
+    make_storage_secret,
+)
+
+log = logging.getLogger(__name__)
+
+_BASE = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: "lease-mount"}
+
+
+def _user_slug(user: str) -> str:
+    # The same slug KubeSpawner 7 uses for {username}, so both sides name one namespace.
+    from kubespawner.slugs import safe_slug
+
+    return str(safe_slug(user))
+
+
+class KubeMaterializer:
+    """Materialize leased datasets as read-only claims in the lessee's namespace.
+
+    `namespace_template` must name the same namespace as the spawner's
+    (KubeSpawner.user_namespace_template); fields: {username} (KubeSpawner's safe slug),
+    {hubnamespace}. Secrets go to `secret_namespace`, a namespace users cannot start pods in.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        namespace_template: str = "{hubnamespace}-{username}",
+        hub_namespace: str = "jhub",
+        secret_namespace: str = "dshare-secrets",  # noqa: S107 - a namespace name
+    ) -> None:
+        self.api = api
+        self.namespace_template = namespace_template
+        self.hub_namespace = hub_namespace
+        self.secret_namespace = secret_namespace
+
+    def namespace_for(self, user: str) -> str:
+        return self.namespace_template.format(
+            username=_user_slug(user), hubnamespace=self.hub_namespace
+        )
+
+    def names_for(self, *, lease_id: str, run_id: str, user: str) -> MaterializedNames:
+        name = dns_name("dshare", f"{lease_id}-{run_id}".lower())
+        return MaterializedNames(
+            secret=name,
+            volume=name,
+            claim=name,
+            namespace=self.namespace_for(user),
+            secret_namespace=self.secret_namespace,
+        )
+
+    async def materialize(
+        self,
+        *,
+        asset: dict[str, Any],
+        details: dict[str, Any],
+        lease: dict[str, Any],
+        run_id: str,
+        user: str,
+    ) -> dict[str, Any]:
+        storage_type = str(asset.get("storage_type") or "")
+        try:
+            check_details(storage_type, details)
+        except StorageDetailsError as exc:
+            raise MaterializeError("STORAGE_INVALID", f"asset '{asset.get('id')}': {exc}") from None
+        lease_id = str(lease["id"])
+        expires_at = str(lease.get("expires_at") or "")
+        names = self.names_for(lease_id=lease_id, run_id=run_id, user=user)
+        labels = lease_labels(
+            lease_id=lease_id,
+            run_id=run_id,
+            owner_org=str(asset.get("owner_org") or ""),
+            user=user,
+        )
+        annotations = lease_annotations(
+            user=user,
+            dataset=str(asset.get("id") or ""),
+            expires_at=expires_at,
+            lease_id=lease_id,
+            run_id=run_id,
+        )
+        secret = make_storage_secret(
+            storage_type=storage_type, details=details, names=names, labels=labels
+        )
+        volume = make_persistent_volume(
+            storage_type=storage_type,
+            details=details,
+            names=names,
+            labels=labels,
+            annotations=annotations,
+        )
+        claim = make_persistent_volume_claim(
+            names=names,
+            labels=labels,
+            annotations=annotations,
+            capacity=volume["spec"]["capacity"]["storage"],
+        )
+        try:
+            if secret is not None:
+                # Replace: the same run asking again after a key rotation gets fresh values.
+                await self.api.create(secret, replace=True)
+            await self.api.create(volume)
+            await self.api.create(claim)
+        except KubeApiError as exc:
+            # The server's reason may quote the body; only the status and action are shown.
+            log.error(
+                "materializing lease %s for run %s failed: HTTP %s", lease_id, run_id, exc.status
+            )
+            raise MaterializeError(
+                "STORAGE_UNAVAILABLE",
+                f"could not create the volume for lease '{lease_id}' "
+                f"(Kubernetes API HTTP {exc.status} on {exc.action}); try again, and if it "
+                "persists ask your administrator",
+            ) from None
+        return {
+            "lease_id": lease_id,
+            "claim_name": names.claim,
+            "namespace": names.namespace,
+            "expires_at": expires_at,
+        }
+
+    async def release(self, *, lease_id: str | None = None, run_id: str | None = None) -> int:
+        if lease_id is None and run_id is None:
+            raise ValueError("release needs a lease_id, a run_id or both")
+        wanted = dict(_BASE)
+        if lease_id is not None:
+            wanted[LABEL_LEASE] = label_value(lease_id)
+        if run_id is not None:
+            wanted[LABEL_RUN] = label_value(run_id)
+        sel = selector(wanted)
+        claims = await self.api.list("PersistentVolumeClaim", label_selector=sel)
+        volumes = await self.api.list("PersistentVolume", label_selector=sel)
+        secrets = await self.api.list("Secret", label_selector=sel, namespace=self.secret_namespace)
+        # Claim first (what pods use), then volume, then credentials: at every step what
+        # remains is still consistent, and a crash leaves labelled objects for the next pass.
+        released = set()
+        for obj in claims:
+            meta = obj["metadata"]
+            await self.api.delete("PersistentVolumeClaim", meta["name"], meta["namespace"])
+            released.add(meta["name"])
+        for obj in volumes:
+            await self.api.delete("PersistentVolume", obj["metadata"]["name"])
+            released.add(obj["metadata"]["name"])
+        for obj in secrets:
+            meta = obj["metadata"]
+            await self.api.delete("Secret", meta["name"], meta["namespace"])
+        return len(released)
+
+    async def list_materialized(self) -> list[dict[str, Any]]:
+        """One record per PersistentVolume dshare made (the PV is cluster-wide, one per mount)."""
+        records = []
+        for obj in await self.api.list("PersistentVolume", label_selector=selector(_BASE)):
+            meta = obj["metadata"]
+            labels = meta.get("labels") or {}
+            annotations = meta.get("annotations") or {}
+            claim_ref = (obj.get("spec") or {}).get("claimRef") or {}
+            records.append(
+                {
+                    "lease_id": annotations.get(ANNOTATION_LEASE, labels.get(LABEL_LEASE)),
+                    "run_id": annotations.get(ANNOTATION_RUN, labels.get(LABEL_RUN)),
+                    "owner_org": labels.get(LABEL_OWNER_ORG),
+                    "user": annotations.get(ANNOTATION_USER),
+                    "claim_name": claim_ref.get("name"),
+                    "namespace": claim_ref.get("namespace"),
+                    "expires_at": annotations.get(ANNOTATION_EXPIRES),
+                }
+            )
+        return sorted(records, key=lambda r: (str(r["lease_id"]), str(r["run_id"])))
