@@ -13,41 +13,9 @@ from typing import Any
 
 from . import Ledger, LedgerError
 from .core import LedgerCore, acquire_core, release_core
-from .identity import OrgIdentity, load_identity, make_identity_files
+from .identity import OrgIdentity, create_org, load_identity, register_org, resolve
 
-DB_NAME = "ledger.db"
-IDENTITY_DIR = "identities"
-
-
-def resolve(ledger_dir_or_path: str | Path) -> tuple[Path, Path]:
-    """(database file, identity directory) for a ledger directory or a database path."""
-    path = Path(ledger_dir_or_path)
-    if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
-        return path, path.parent / IDENTITY_DIR
-    return path / DB_NAME, path / IDENTITY_DIR
-
-
-def register_org(db_path: str | Path, identity: OrgIdentity) -> None:
-    """Trust `identity`'s CA on the ledger at `db_path` (works while the ledger runs)."""
-    core = acquire_core(db_path)
-    try:
-        core.register_org(identity.msp_id, identity.ca_cert_pem)
-    finally:
-        release_core(core)
-
-
-def create_org(
-    ledger_dir_or_path: str | Path, org: str, *, identity_dir: str | Path | None = None
-) -> OrgIdentity:
-    """Create `org`'s CA and signing identity and register the CA on the ledger.
-
-    Identity files go under ``identity_dir/org`` (default: ``identities/`` next to the
-    database). Refuses to overwrite an existing identity.
-    """
-    db, default_dir = resolve(ledger_dir_or_path)
-    identity = make_identity_files(Path(identity_dir or default_dir), org)
-    register_org(db, identity)
-    return identity
+__all__ = ["EmbeddedLedger", "create_org", "register_org", "resolve"]
 
 
 class EmbeddedLedger(Ledger):

@@ -197,3 +197,49 @@ def verify_signature(cert: x509.Certificate, signature: bytes, data: bytes) -> b
     except InvalidSignature:
         return False
     return True
+
+
+DB_NAME = "ledger.db"
+IDENTITY_DIR = "identities"
+
+
+def resolve(ledger_dir_or_path: str | Path) -> tuple[Path, Path]:
+    """(database file, identity directory) for a ledger directory or a database path."""
+    path = Path(ledger_dir_or_path)
+    if path.suffix in (".db", ".sqlite", ".sqlite3") or path.is_file():
+        return path, path.parent / IDENTITY_DIR
+    return path / DB_NAME, path / IDENTITY_DIR
+
+
+def register_org(db_path: str | Path, identity: OrgIdentity) -> None:
+    """Trust `identity`'s CA on the ledger at `db_path` (works while the ledger runs)."""
+    from .core import acquire_core, release_core  # core imports this module
+
+    core = acquire_core(db_path)
+    try:
+        core.register_org(identity.msp_id, identity.ca_cert_pem)
+    finally:
+        release_core(core)
+
+
+def create_org(
+    ledger_dir_or_path: str | Path,
+    org: str,
+    *,
+    identity_dir: str | Path | None = None,
+    ledger_db: str | Path | None = None,
+) -> OrgIdentity:
+    """Create `org`'s CA and signing identity and register the CA on the ledger.
+
+    Either ``create_org(ledger_dir_or_db, org)`` (identities go to ``identities/`` next to
+    the database, or `identity_dir`) or ``create_org(identity_dir, org, ledger_db=db)``.
+    Refuses to overwrite an existing identity.
+    """
+    if ledger_db is not None:
+        db, directory = Path(ledger_db), Path(ledger_dir_or_path)
+    else:
+        db, default_dir = resolve(ledger_dir_or_path)
+        directory = Path(identity_dir) if identity_dir is not None else default_dir
+    identity = make_identity_files(directory, org)
+    register_org(db, identity)
+    return identity
