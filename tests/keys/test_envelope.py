@@ -147,3 +147,13 @@ def test_altered_wrapped_key_row_is_reported(service: KeyService) -> None:
     with pytest.raises(KeyServiceError) as info:
         service.open_details("asset-1", "UiS", sealed)
     assert info.value.code == "KEY_CORRUPT"
+
+
+def test_discard_forgets_only_the_refused_version(service: KeyService) -> None:
+    kept = service.seal_details("asset-1", "UiS", DETAILS)
+    refused = service.seal_details("asset-1", "UiS", {"x": "y"})
+    service.discard("asset-1", refused)
+    assert service.store.get("asset-1", 2) is None
+    assert service.open_details("asset-1", "UiS", kept) == DETAILS
+    again = service.seal_details("asset-1", "UiS", DETAILS)
+    assert again.split(":")[2] == "2"

@@ -87,6 +87,10 @@ class KeyService:
             raise KeyServiceError("SEAL_INVALID", "sealed details do not hold a JSON object")
         return value
 
+    def discard(self, asset_id: str, sealed_text: str) -> None:
+        """Undo a `seal` the ledger refused, so a refused request leaves nothing stored."""
+        self.store.discard(asset_id, parse_sealed(sealed_text).key_version)
+
     def shred(self, asset_id: str) -> int:
         return self.store.shred(asset_id)
 

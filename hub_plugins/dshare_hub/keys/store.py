@@ -175,6 +175,13 @@ class KeyStore:
                     )
             return count
 
+    def discard(self, asset_id: str, version: int) -> None:
+        """Forget one key version whose seal was never accepted by the ledger."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(DataKeyRow, (asset_id, version))
+            if row is not None and row.shredded_at is None:
+                session.delete(row)
+
     def keys_not_under(self, kek_id: str) -> Iterator[StoredKey]:
         """Live keys wrapped under another KEK, read in pages so a big table streams."""
         last: tuple[str, int] = ("", -1)

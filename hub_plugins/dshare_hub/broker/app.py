@@ -1,0 +1,211 @@
+"""`BrokerApp`: configuration and startup of one organization's broker service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from jupyterhub.services.auth import HubAuth
+from tornado import web
+from tornado.ioloop import PeriodicCallback
+from traitlets import Dict, Float, Integer, Unicode, default
+from traitlets.config import Application
+
+from ..keys import KekSource, KeyService, KeyStore
+from ..ledger import Ledger
+from ..ledger.identity import load_identity
+from .handlers import routes
+from .materialize import LocalMaterializer, Materializer
+from .peers import NonceStore, Signer
+from .reaper import Reaper
+from .service import Broker
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+
+
+def load_openapi() -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return spec
+
+
+class BrokerApp(Application):
+    name = "dshare-broker"
+    description = "The dshare broker of one organization, run as a JupyterHub service."
+
+    org = Unicode(
+        "", help="The organization this broker acts for, as written in its 'org:<Org>' group."
+    ).tag(config=True)
+    ledger_kind = Unicode(
+        "embedded", help="Which ledger to use: 'embedded' (SQLite) or 'fabric' (Gateway)."
+    ).tag(config=True)
+    ledger_db = Unicode("", help="Embedded ledger: path of the shared ledger SQLite file.").tag(
+        config=True
+    )
+    identity_dir = Unicode(
+        "",
+        help="Directory holding <Org>/key.pem, cert.pem and ca.pem: this org's ledger identity.",
+    ).tag(config=True)
+    keystore_url = Unicode(
+        "",
+        help="SQLAlchemy URL of the wrapped-data-key store, e.g. sqlite:////srv/keys.sqlite or "
+        "postgresql+psycopg://broker@db/dshare. Default: keys.sqlite in data_dir.",
+    ).tag(config=True)
+    kek_file = Unicode(
+        "",
+        help="File holding the org's key-encryption key(s), current first (e.g. a mounted "
+        "Kubernetes Secret). Set this or kek_env.",
+    ).tag(config=True)
+    kek_env = Unicode(
+        "", help="Name of an environment variable holding the KEK(s). Set this or kek_file."
+    ).tag(config=True)
+    data_dir = Unicode(
+        "", help="Directory for the broker's own state (mount handles, key store by default)."
+    ).tag(config=True)
+    peers = Dict(
+        {},
+        help="Other organizations' brokers: {Org: base URL}, e.g. "
+        "{'UiO': 'https://hub.uio.no/services/dshare-uio/'}. Needed to mount their data.",
+    ).tag(config=True)
+    org_ca_files = Dict(
+        {},
+        help="{Org: CA certificate file} for checking peers when the ledger cannot tell "
+        "(Fabric: the channel's MSP CAs). The embedded ledger's registered CAs are used "
+        "otherwise.",
+    ).tag(config=True)
+    reaper_interval = Float(
+        30.0, help="Seconds between reaper passes (expired leases, ended runs' mounts)."
+    ).tag(config=True)
+    peer_window = Integer(
+        120, help="Seconds a signed peer request stays valid; replays are refused within it."
+    ).tag(config=True)
+    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
+    port = Integer(0, help="Port to listen on (hub-managed: from JUPYTERHUB_SERVICE_URL).").tag(
+        config=True
+    )
+    base_url = Unicode(
+        "", help="URL prefix to serve under (hub-managed: JUPYTERHUB_SERVICE_PREFIX)."
+    ).tag(config=True)
+    config_file = Unicode("", help="A Python config file to load.").tag(config=True)
+
+    aliases = {"org": "BrokerApp.org", "config": "BrokerApp.config_file"}
+
+    @default("port")
+    def _port_default(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return urlparse(url).port or 80 if url else 8100
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
+
+    @default("base_url")
+    def _base_url_default(self) -> str:
+        return (
+            os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/dshare-{self.org.lower()}/"
+        )
+
+    def load_settings(self) -> None:
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        missing = [name for name in ("org", "data_dir") if not getattr(self, name)]
+        if self.ledger_kind == "embedded":
+            missing += [n for n in ("ledger_db", "identity_dir") if not getattr(self, n)]
+        if missing:
+            raise SystemExit(
+                f"dshare broker: set {', '.join('BrokerApp.' + m for m in missing)} "
+                "(in the --config file)"
+            )
+
+    def open_ledger(self) -> Ledger:
+        if self.ledger_kind == "embedded":
+            from ..ledger.embedded import EmbeddedLedger
+
+            ledger: Ledger = EmbeddedLedger.open(self.ledger_db, self.identity_dir, self.org)
+            return ledger
+        from .. import ledger as ledger_module
+
+        opener = getattr(ledger_module, "open_ledger", None)
+        if opener is None:
+            raise SystemExit(f"dshare broker: ledger kind {self.ledger_kind!r} is not available")
+        opened: Ledger = opener(self)
+        return opened
+
+    async def ca_for_org(self, org: str) -> str | None:
+        path = self.org_ca_files.get(org)
+        if path:
+            return Path(path).read_text(encoding="ascii")
+        if self.ledger_kind != "embedded":
+            return None
+
+        # The CAs registered in the embedded ledger's `orgs` table, read-only.
+        def read() -> str | None:
+            conn = sqlite3.connect(f"file:{self.ledger_db}?mode=ro", uri=True)
+            try:
+                row = conn.execute(
+                    "SELECT ca_cert_pem FROM orgs WHERE msp_id = ?", (org,)
+                ).fetchone()
+            finally:
+                conn.close()
+            return str(row[0]) if row else None
+
+        return await asyncio.to_thread(read)
+
+    def build(
+        self, ledger: Ledger, materializer: Materializer | None = None
+    ) -> tuple[web.Application, Broker, Reaper]:
+        data_dir = Path(self.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keystore = KeyStore(self.keystore_url or f"sqlite:///{data_dir / 'keys.sqlite'}")
+        keys = KeyService(keystore, KekSource(kek_file=self.kek_file, kek_env=self.kek_env))
+        keys.kek_source.keyring()  # fail at startup, not at the first request
+        materializer = materializer or LocalMaterializer(data_dir)
+        # The ledger already holds this org's identity; load it only for other ledgers.
+        identity = getattr(ledger, "identity", None) or load_identity(
+            Path(self.identity_dir), self.org
+        )
+        broker = Broker(
+            org=self.org,
+            ledger=ledger,
+            keys=keys,
+            materializer=materializer,
+            signer=Signer(identity),
+            nonces=NonceStore(keystore.engine, self.peer_window),
+            ca_for_org=self.ca_for_org,
+            peers={str(k): str(v) for k, v in self.peers.items()},
+        )
+        reaper = Reaper(org=self.org, ledger=ledger, materializer=materializer)
+        app = web.Application(
+            routes(self.base_url),
+            broker=broker,
+            hub_auth=HubAuth(),
+            openapi=load_openapi(),
+            max_body_size=1024 * 1024,
+        )
+        return app, broker, reaper
+
+    async def serve(self) -> None:
+        ledger = self.open_ledger()
+        app, _broker, reaper = self.build(ledger)
+        server = app.listen(self.port, self.ip, xheaders=True)
+        self.log.info(
+            "dshare broker of %s on http://%s:%s%s", self.org, self.ip, self.port, self.base_url
+        )
+        callback = PeriodicCallback(reaper.tick, self.reaper_interval * 1000)
+        callback.start()
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(reaper.tick()))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            callback.stop()
+            server.stop()
+            await ledger.close()
+
+    def start(self) -> None:
+        self.load_settings()
+        asyncio.run(self.serve())

@@ -1,0 +1,228 @@
+"""Tornado handlers for /api/v1: authenticate with the hub, call the Broker, shape errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from jupyterhub.services.auth import HubAuth, HubAuthenticated, UserNotAllowed
+from tornado import web
+
+from .errors import ApiError
+from .service import Broker
+from .views import (
+    Caller,
+    caller_from_hub,
+    check_finish_request,
+    check_lease_request,
+    check_run_request,
+)
+
+log = logging.getLogger("dshare.broker")
+
+
+class BaseHandler(HubAuthenticated, web.RequestHandler):
+    """JSON in, JSON out; every failure becomes `{code, message, field?}`, never a traceback."""
+
+    needs_user = True
+
+    @property
+    def broker(self) -> Broker:
+        broker: Broker = self.settings["broker"]
+        return broker
+
+    @property
+    def hub_auth(self) -> HubAuth:
+        auth: HubAuth = self.settings["hub_auth"]
+        return auth
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        if not self.needs_user:
+            return
+        # Asynchronously: HubAuth's synchronous lookup would block the event loop.
+        model = await self.hub_auth.get_user(self, sync=False)
+        if not model:
+            raise ApiError(
+                "UNAUTHENTICATED",
+                "send a JupyterHub token: 'Authorization: token <token>'",
+            )
+        try:
+            self.check_hub_user(model)
+        except UserNotAllowed:
+            raise ApiError(
+                "FORBIDDEN",
+                f"{model.get('kind', 'user')} {model.get('name')!r} may not use this service "
+                "(the token lacks access to it)",
+            ) from None
+        self.current_user = model
+
+    @property
+    def caller(self) -> Caller:
+        return caller_from_hub(self.current_user)
+
+    def body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"null")
+        except ValueError as error:
+            raise ApiError(
+                "INVALID_ARGUMENT", f"the request body is not valid JSON: {error}"
+            ) from None
+
+    def params(self) -> dict[str, str]:
+        return {name: self.get_query_argument(name) for name in self.request.query_arguments}
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(value))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, ApiError):
+            self.set_status(error.status)
+            self.finish(json.dumps(error.to_json()))
+            return
+        if isinstance(error, web.HTTPError):
+            code = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}.get(
+                status_code, "HTTP_ERROR"
+            )
+            message = error.log_message or self._reason
+            self.finish(json.dumps({"code": code, "message": message}))
+            return
+        # Unexpected: the details went to the log (tornado logs the exception); the caller
+        # gets a stable message and no traceback.
+        self.finish(
+            json.dumps({"code": "INTERNAL", "message": "internal error; see the broker log"})
+        )
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ApiError):
+            log.info(
+                "%s %s -> %s %s", self.request.method, self.request.path, value.status, value.code
+            )
+            return
+        super().log_exception(typ, value, tb)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], ApiError):
+            status_code = exc_info[1].status
+        super().send_error(status_code, **kwargs)
+
+
+class MeHandler(BaseHandler):
+    async def get(self) -> None:
+        self.reply(self.broker.me(self.caller))
+
+
+class DatasetsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.reply(await self.broker.list_datasets(self.caller, self.params()))
+
+    async def post(self) -> None:
+        self.reply(await self.broker.register_dataset(self.caller, self.body()), 201)
+
+
+class DatasetHandler(BaseHandler):
+    async def get(self, asset_id: str) -> None:
+        self.reply(await self.broker.get_dataset(self.caller, asset_id))
+
+    async def patch(self, asset_id: str) -> None:
+        self.reply(await self.broker.update_dataset(self.caller, asset_id, self.body()))
+
+    async def delete(self, asset_id: str) -> None:
+        self.reply(await self.broker.retire_dataset(self.caller, asset_id))
+
+
+class HistoryHandler(BaseHandler):
+    async def get(self, asset_id: str) -> None:
+        self.reply(await self.broker.dataset_history(self.caller, asset_id))
+
+
+class LeasesHandler(BaseHandler):
+    async def get(self) -> None:
+        self.reply(await self.broker.list_leases(self.caller, self.params()))
+
+    async def post(self) -> None:
+        dataset_id, duration_s, purpose = check_lease_request(self.body())
+        self.reply(
+            await self.broker.request_lease(self.caller, dataset_id, duration_s, purpose), 201
+        )
+
+
+class LeaseActionHandler(BaseHandler):
+    async def post(self, lease_id: str, action: str) -> None:
+        if action == "release":
+            self.reply(await self.broker.release_lease(self.caller, lease_id))
+        else:
+            self.reply(await self.broker.decide_lease(self.caller, lease_id, action == "approve"))
+
+
+class RunsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.reply(await self.broker.list_runs(self.caller))
+
+    async def post(self) -> None:
+        name, lease_ids, spec = check_run_request(self.body())
+        self.reply(await self.broker.create_run(self.caller, name, lease_ids, spec), 201)
+
+
+class RunHandler(BaseHandler):
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.broker.get_run(self.caller, run_id))
+
+
+class RunFinishHandler(BaseHandler):
+    async def post(self, run_id: str) -> None:
+        outcome, result = check_finish_request(self.body())
+        self.reply(await self.broker.finish_run(self.caller, run_id, outcome, result))
+
+
+class PeerMountHandler(BaseHandler):
+    """Broker-to-broker: authenticated by the org signature, not by a hub token."""
+
+    needs_user = False
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    async def post(self) -> None:
+        self.reply(await self.broker.peer_mount(self.body()), 201)
+
+
+class OpenApiHandler(BaseHandler):
+    needs_user = False
+
+    async def get(self) -> None:
+        self.reply(self.settings["openapi"])
+
+
+class NotFoundHandler(BaseHandler):
+    needs_user = False
+
+    async def prepare(self) -> None:
+        raise ApiError("NOT_FOUND", f"no such API path: {self.request.path}")
+
+
+def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    api = prefix.rstrip("/") + "/api/v1"
+    ident = r"([^/]+)"
+    return [
+        (f"{api}/openapi.json", OpenApiHandler),
+        (f"{api}/me", MeHandler),
+        (f"{api}/datasets", DatasetsHandler),
+        (f"{api}/datasets/{ident}", DatasetHandler),
+        (f"{api}/datasets/{ident}/history", HistoryHandler),
+        (f"{api}/leases", LeasesHandler),
+        (f"{api}/leases/{ident}/(approve|reject|release)", LeaseActionHandler),
+        (f"{api}/runs", RunsHandler),
+        (f"{api}/runs/{ident}", RunHandler),
+        (f"{api}/runs/{ident}/finish", RunFinishHandler),
+        (f"{api}/peer/mounts", PeerMountHandler),
+        (f"{prefix.rstrip('/')}/.*", NotFoundHandler),
+    ]

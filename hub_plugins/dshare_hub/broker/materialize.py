@@ -1,0 +1,152 @@
+"""Turning a valid lease into something a run can mount, and taking it away again.
+
+`Materializer` is the seam: `LocalMaterializer` (here) makes a per-run directory handle in
+embedded mode; the Kubernetes implementation makes Secret + PV + PVC. Every implementation
+must be able to list what it made from its own durable state (files, API objects), because
+the reaper rebuilds its view from there after a restart, never from memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class MaterializeError(Exception):
+    """The data cannot be made available; `message` is safe to show (no storage details)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class Materializer(Protocol):
+    async def materialize(
+        self,
+        *,
+        asset: dict[str, Any],
+        details: dict[str, Any],
+        lease: dict[str, Any],
+        run_id: str,
+        user: str,
+    ) -> dict[str, Any]:
+        """Make `asset` (with its opened storage `details`) mountable for `run_id`.
+
+        Returns the Mount JSON (`lease_id`, `expires_at` and where to mount); it must not
+        contain the details. Idempotent: asking again for the same run and lease returns
+        the same mount.
+        """
+        ...
+
+    async def release(self, *, lease_id: str | None = None, run_id: str | None = None) -> int:
+        """Delete everything made for that lease and/or run; returns how many mounts went."""
+        ...
+
+    async def list_materialized(self) -> list[dict[str, Any]]:
+        """Every mount that exists now, each with at least `lease_id` and `run_id`."""
+        ...
+
+
+class LocalMaterializer:
+    """Embedded mode: `<data_dir>/mounts/<run_id>/<lease_id>` links to the asset's directory.
+
+    The local runner binds the handle read-only into the job's sandbox. A `.json` file next
+    to each handle records whose it is (never the target path), written atomically so a
+    crash leaves either a complete record or none.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(data_dir) / "mounts"
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
+
+    def _paths(self, run_id: str, lease_id: str) -> tuple[Path, Path]:
+        for value, name in ((run_id, "run_id"), (lease_id, "lease_id")):
+            if not _SAFE.match(value):
+                raise MaterializeError("INVALID_ARGUMENT", f"{name} is not a valid id")
+        run_dir = self.root / run_id
+        return run_dir / lease_id, run_dir / f"{lease_id}.json"
+
+    async def materialize(
+        self,
+        *,
+        asset: dict[str, Any],
+        details: dict[str, Any],
+        lease: dict[str, Any],
+        run_id: str,
+        user: str,
+    ) -> dict[str, Any]:
+        kind = asset.get("storage_type")
+        if kind not in ("local", "hostpath"):
+            raise MaterializeError(
+                "UNSUPPORTED_STORAGE",
+                f"asset '{asset.get('id')}' is stored as {kind!r}; the embedded broker mounts "
+                "only local and hostpath storage (use the Kubernetes deployment for others)",
+            )
+        target = Path(str(details.get("path", "")))
+        if not target.is_absolute() or not target.is_dir():
+            raise MaterializeError(
+                "STORAGE_UNAVAILABLE",
+                f"the directory of asset '{asset.get('id')}' is not available on this host; "
+                "ask its owner organization to check the dataset's storage",
+            )
+        handle, meta = self._paths(run_id, str(lease["id"]))
+        handle.parent.mkdir(exist_ok=True, mode=0o750)
+        record = {
+            "lease_id": lease["id"],
+            "run_id": run_id,
+            "asset_id": asset.get("id"),
+            "user": user,
+            "expires_at": lease.get("expires_at"),
+            "handle": str(handle),
+        }
+        tmp_meta = meta.with_name(meta.name + ".tmp")
+        tmp_meta.write_text(json.dumps(record, sort_keys=True))
+        # The record goes first: a handle on disk always has an owner the reaper can find.
+        os.replace(tmp_meta, meta)
+        if not handle.is_symlink():
+            tmp_link = handle.with_name(handle.name + ".tmp")
+            if tmp_link.is_symlink():
+                tmp_link.unlink()
+            tmp_link.symlink_to(target, target_is_directory=True)
+            os.replace(tmp_link, handle)
+        return {"lease_id": lease["id"], "handle": str(handle), "expires_at": record["expires_at"]}
+
+    async def release(self, *, lease_id: str | None = None, run_id: str | None = None) -> int:
+        if lease_id is None and run_id is None:
+            raise ValueError("release needs a lease_id, a run_id or both")
+        count = 0
+        for record in await self.list_materialized():
+            if lease_id is not None and record["lease_id"] != lease_id:
+                continue
+            if run_id is not None and record["run_id"] != run_id:
+                continue
+            handle, meta = self._paths(record["run_id"], record["lease_id"])
+            # The handle goes first, the record last: a crash in between leaves a record
+            # without handle, which the next pass deletes.
+            if handle.is_symlink() or handle.exists():
+                handle.unlink()
+            meta.unlink(missing_ok=True)
+            count += 1
+            run_dir = handle.parent
+            if run_dir.is_dir() and not any(run_dir.iterdir()):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        return count
+
+    async def list_materialized(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for meta in sorted(self.root.glob("*/*.json")):
+            try:
+                record = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and "lease_id" in record and "run_id" in record:
+                records.append(record)
+        return records
