@@ -1,0 +1,52 @@
+"""Shared paths and loaders for the deployment checks (values, manifests, images, Fabric)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+Z2JH = ROOT / "z2jh-values"
+IMAGE = ROOT / "image"
+FABRIC = ROOT / "fabric-network"
+SCHEMAS = (
+    Path("/work/shared/schemas")
+    if Path("/work/shared/schemas").is_dir()
+    else (ROOT.parent / "shared" / "schemas")
+)
+K8S_VERSION = "1.32.0"
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def helm_merge(base: Any, overlay: Any) -> Any:
+    """Merge values as helm does with several -f files: maps merge, anything else replaces."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = copy.deepcopy(base)
+        for key, value in overlay.items():
+            out[key] = helm_merge(out[key], value) if key in out else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(overlay)
+
+
+@pytest.fixture(scope="session")
+def manifests_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dshare_manifests", Z2JH / "dshare_manifests.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dshare_manifests"] = module
+    spec.loader.exec_module(module)
+    return module

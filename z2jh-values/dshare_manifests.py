@@ -1,0 +1,712 @@
+"""Pure builders for the Kubernetes objects dshare adds next to the zero-to-jupyterhub chart.
+
+The YAML files under manifests/ are the rendered output of this module and are checked in so
+an operator can read and `kubectl apply` them without Python; tests/deployment checks that
+they have not drifted from these builders. Regenerate after editing:
+
+    python z2jh-values/dshare_manifests.py --write
+
+Nothing here holds a secret: Secrets are created at install time by
+scripts/create-broker-secrets.sh from keys generated on the operator's machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Obj = dict[str, Any]
+
+HUB_NAMESPACE = "dshare"
+ORGS = ("UiS", "UiO", "UiB")
+VERSION = "0.1.0"
+HUB_IMAGE = f"dshare/hub:{VERSION}"
+# KubeSpawner.user_namespace_template in values.yaml must produce names with this prefix:
+# the broker admission policy only lets brokers write into namespaces that start with it.
+USER_NAMESPACE_PREFIX = "dshare-u-"
+USER_NAMESPACE_LABEL = "dshare.io/user-namespace"
+BROKER_PORT = 8080
+WORKFLOW_SERVICE_ACCOUNT = "dshare-workflow"
+
+MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
+
+
+def _meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:
+    meta: Obj = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = {"app.kubernetes.io/part-of": "dshare", **(labels or {})}
+    return meta
+
+
+def broker_service_name(org: str) -> str:
+    """JupyterHub service (and Kubernetes Service) name of an org's broker: dshare-uis."""
+    return "dshare-" + org.lower()
+
+
+def broker_labels(org: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "dshare-broker", "dshare.io/org": org}
+
+
+def hub_api_token_key(org: str) -> str:
+    # The chart stores each hub.services entry's api token in the hub Secret under this key
+    # (its jupyterhub_config.py reads it back from there), so hub and broker share one token.
+    return f"hub.services.{broker_service_name(org)}.apiToken"
+
+
+# --- RBAC -------------------------------------------------------------------------------
+
+# What KubeSpawner and DShareKubeSpawner do in user namespaces. These are cluster-wide
+# because user namespaces are created on demand (no RoleBinding can exist in a namespace
+# before it does) and because KubeSpawner's pod and event reflectors watch all namespaces
+# when enable_user_namespaces is on. Each rule says which code path needs it.
+HUB_CLUSTER_RULES: list[Obj] = [
+    # KubeSpawner creates the user's namespace on first spawn; it never deletes one.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create"]},
+    # the user's server pod, its home PVC (standard KubeSpawner duties)
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "persistentvolumeclaims"],
+        "verbs": ["get", "list", "watch", "create", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+    # DShareKubeSpawner: the per-user ServiceAccount, Role and RoleBinding, and the
+    # short-lived projected token (TokenRequest) mounted for %dshare_run.
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["get", "create", "delete"],
+    },
+    # Kubernetes refuses to let anyone create a Role granting rights they do not hold
+    # themselves, so the hub must hold what the per-user Role grants: Argo Workflows and
+    # pod logs. It never uses them itself.
+    {
+        "apiGroups": ["argoproj.io"],
+        "resources": ["workflows"],
+        "verbs": ["get", "list", "watch", "create", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    # ...and the right to bind (only) the workflow executor role in user namespaces.
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["clusterroles"],
+        "verbs": ["bind"],
+        "resourceNames": ["dshare-argo-executor"],
+    },
+    # the per-namespace NetworkPolicies of per-user-namespace/ (no egress for data pods)
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["get", "create"],
+    },
+]
+
+# What an org broker does when it materializes a lease and when its reaper cleans up.
+BROKER_CLUSTER_RULES: list[Obj] = [
+    # PersistentVolumes are cluster-scoped objects: there is no namespaced way to create
+    # one. The reaper lists them by label to find what an expired lease left behind.
+    {
+        "apiGroups": [""],
+        "resources": ["persistentvolumes"],
+        "verbs": ["get", "list", "create", "delete"],
+    },
+    # the claim in the user's namespace (namespaces are created on demand, hence cluster-wide;
+    # the dshare-broker-scope admission policy pins writes to user namespaces)
+    {
+        "apiGroups": [""],
+        "resources": ["persistentvolumeclaims"],
+        "verbs": ["get", "list", "create", "delete"],
+    },
+    # the storage credential Secret the PV's CSI driver reads. Create and delete only: the
+    # broker wrote it, so it never needs to read it back, and get/list would expose every
+    # Secret in the cluster.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]},
+]
+
+# Argo's executor (init/wait containers) reports results through WorkflowTaskResults.
+ARGO_EXECUTOR_RULES: list[Obj] = [
+    {
+        "apiGroups": ["argoproj.io"],
+        "resources": ["workflowtaskresults"],
+        "verbs": ["create", "patch"],
+    },
+]
+
+
+def cluster_role(name: str, rules: list[Obj]) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(name),
+        "rules": [dict(rule) for rule in rules],
+    }
+
+
+def cluster_role_binding(name: str, role: str, service_accounts: list[tuple[str, str]]) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": sa, "namespace": ns} for ns, sa in service_accounts
+        ],
+    }
+
+
+def hub_rbac(namespace: str = HUB_NAMESPACE) -> list[Obj]:
+    """The hub's rights in user namespaces; the chart's own Role covers its namespace."""
+    return [
+        cluster_role("dshare-hub", HUB_CLUSTER_RULES),
+        cluster_role_binding("dshare-hub", "dshare-hub", [(namespace, "hub")]),
+        cluster_role("dshare-argo-executor", ARGO_EXECUTOR_RULES),
+    ]
+
+
+def broker_service_account(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(broker_service_name(org), namespace, broker_labels(org)),
+    }
+
+
+def broker_rbac(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> list[Obj]:
+    return [
+        *(broker_service_account(org, namespace) for org in orgs),
+        cluster_role("dshare-broker", BROKER_CLUSTER_RULES),
+        cluster_role_binding(
+            "dshare-broker",
+            "dshare-broker",
+            [(namespace, broker_service_name(org)) for org in orgs],
+        ),
+    ]
+
+
+def broker_scope_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
+    """Admission policy: a broker may write Secrets and PVCs only in user namespaces.
+
+    RBAC cannot express "namespaces whose name starts with", so without this a broker's
+    cluster-wide create on Secrets would reach kube-system too.
+    """
+    name = "dshare-broker-scope"
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": _meta(name),
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "DELETE"],
+                            "resources": ["secrets", "persistentvolumeclaims"],
+                        }
+                    ]
+                },
+                "matchConditions": [
+                    {
+                        "name": "is-a-dshare-broker",
+                        "expression": (
+                            "request.userInfo.username.startsWith("
+                            f"'system:serviceaccount:{namespace}:dshare-')"
+                        ),
+                    }
+                ],
+                "validations": [
+                    {
+                        "expression": f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')",
+                        "message": (
+                            "dshare brokers may create and delete Secrets and "
+                            f"PersistentVolumeClaims only in user namespaces "
+                            f"({USER_NAMESPACE_PREFIX}*)"
+                        ),
+                        "reason": "Forbidden",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": _meta(name),
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+    ]
+
+
+# --- Argo hardening -----------------------------------------------------------------------
+
+_NO_PATCH_IN_TEMPLATES = "(!has({s}.templates) || {s}.templates.all(t, !has(t.podSpecPatch)))"
+
+
+def _no_pod_spec_patch(spec: str) -> str:
+    return (
+        f"!has({spec}.podSpecPatch) && "
+        f"(!has({spec}.templateDefaults) || !has({spec}.templateDefaults.podSpecPatch)) && "
+        + _NO_PATCH_IN_TEMPLATES.format(s=spec)
+    )
+
+
+def pod_spec_patch_policy() -> list[Obj]:
+    """Deny podSpecPatch anywhere a user can write it.
+
+    podSpecPatch lets a workflow rewrite its pods after dshare compiled them (volumes,
+    security context, service account), which undoes every job-pod guarantee; issue 8 cites
+    Argo CVE-2026-31892 and its incomplete fix. dshare's compiler never emits it.
+    """
+    name = "dshare-deny-podspecpatch"
+    workflow_like = _no_pod_spec_patch("object.spec")
+    cron = _no_pod_spec_patch("object.spec.workflowSpec")
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": _meta(name),
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["argoproj.io"],
+                            "apiVersions": ["*"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": [
+                                "workflows",
+                                "workflowtemplates",
+                                "clusterworkflowtemplates",
+                                "cronworkflows",
+                            ],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": (
+                            f"object.kind == 'CronWorkflow' ? ({cron}) : ({workflow_like})"
+                        ),
+                        "message": (
+                            "podSpecPatch is not allowed in dshare clusters: remove "
+                            "spec.podSpecPatch, spec.templateDefaults.podSpecPatch and every "
+                            "templates[].podSpecPatch (set resources and volumes in the "
+                            "workflow.yaml job instead)"
+                        ),
+                        "reason": "Forbidden",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": _meta(name),
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+    ]
+
+
+# --- Brokers ------------------------------------------------------------------------------
+
+
+def broker_config_map(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
+    """The broker's traitlets config: where each mounted fact lives, never a secret."""
+    config = "\n".join(
+        [
+            "# Rendered by z2jh-values/dshare_manifests.py; secrets come from mounted files",
+            "# and environment variables, never from this file.",
+            "import os",
+            "",
+            f"c.DShareBroker.org = {org!r}",
+            f"c.DShareBroker.service_name = {broker_service_name(org)!r}",
+            "c.DShareBroker.ip = '0.0.0.0'",
+            f"c.DShareBroker.port = {BROKER_PORT}",
+            "c.DShareBroker.ledger = 'fabric'",
+            "c.DShareBroker.fabric_connection_profile = '/etc/dshare/fabric/connection.json'",
+            "c.DShareBroker.kek_file = '/etc/dshare/kek/kek'",
+            "c.DShareBroker.keystore_url = os.environ['DSHARE_KEYSTORE_URL']",
+            "c.DShareBroker.mounts = 'kubernetes'",
+            f"c.DShareBroker.user_namespace_prefix = {USER_NAMESPACE_PREFIX!r}",
+            "",
+        ]
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(f"{broker_service_name(org)}-config", namespace, broker_labels(org)),
+        "data": {"broker_config.py": config},
+    }
+
+
+def broker_deployment(org: str, namespace: str = HUB_NAMESPACE, image: str = HUB_IMAGE) -> Obj:
+    name = broker_service_name(org)
+    labels = broker_labels(org)
+    secret = f"{name}-secrets"
+    env = [
+        {"name": "JUPYTERHUB_SERVICE_NAME", "value": name},
+        {"name": "JUPYTERHUB_API_URL", "value": "http://hub:8081/hub/api"},
+        {"name": "JUPYTERHUB_SERVICE_PREFIX", "value": f"/services/{name}/"},
+        {"name": "JUPYTERHUB_SERVICE_URL", "value": f"http://0.0.0.0:{BROKER_PORT}"},
+        {
+            "name": "JUPYTERHUB_API_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "hub", "key": hub_api_token_key(org)}},
+        },
+        {
+            "name": "DSHARE_KEYSTORE_URL",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": "keystore-url"}},
+        },
+    ]
+    container: Obj = {
+        "name": "broker",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["dshare", "broker", "--org", org, "--config", "/etc/dshare/broker_config.py"],
+        "ports": [{"name": "http", "containerPort": BROKER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "volumeMounts": [
+            {
+                "name": "config",
+                "mountPath": "/etc/dshare/broker_config.py",
+                "subPath": "broker_config.py",
+                "readOnly": True,
+            },
+            {"name": "kek", "mountPath": "/etc/dshare/kek", "readOnly": True},
+            {"name": "fabric", "mountPath": "/etc/dshare/fabric", "readOnly": True},
+            # the root filesystem is read-only; Python and grpc still want a scratch dir
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+        ],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {
+            "tcpSocket": {"port": "http"},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 20,
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "replicas": 1,
+            # one writer per org key store at a time: never two brokers during a rollout
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {
+                    "labels": {
+                        "app.kubernetes.io/part-of": "dshare",
+                        # the chart's hub NetworkPolicy admits only pods with this label
+                        "hub.jupyter.org/network-access-hub": "true",
+                        **labels,
+                    }
+                },
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": True,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": f"{name}-config"}},
+                        {
+                            "name": "kek",
+                            "secret": {
+                                "secretName": secret,
+                                "defaultMode": 0o400,
+                                "items": [{"key": "kek", "path": "kek"}],
+                            },
+                        },
+                        {
+                            "name": "fabric",
+                            "secret": {"secretName": f"{name}-fabric", "defaultMode": 0o400},
+                        },
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def broker_service(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
+    labels = broker_labels(org)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(broker_service_name(org), namespace, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(labels),
+            "ports": [{"name": "http", "port": BROKER_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def brokers(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> list[Obj]:
+    out: list[Obj] = []
+    for org in orgs:
+        out += [
+            broker_config_map(org, namespace),
+            broker_deployment(org, namespace),
+            broker_service(org, namespace),
+        ]
+    return out
+
+
+# --- NetworkPolicies ----------------------------------------------------------------------
+
+_DNS_EGRESS: Obj = {
+    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+
+
+def _hub_namespace_selector(namespace: str) -> Obj:
+    return {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+
+
+def broker_network_policy(namespace: str = HUB_NAMESPACE) -> Obj:
+    """Brokers accept connections only from the hub, the proxy and users' servers."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("dshare-broker", namespace),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "dshare-broker"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchLabels": {"app": "jupyterhub"},
+                                "matchExpressions": [
+                                    {
+                                        "key": "component",
+                                        "operator": "In",
+                                        "values": ["hub", "proxy"],
+                                    }
+                                ],
+                            }
+                        },
+                        {
+                            "namespaceSelector": {"matchLabels": {USER_NAMESPACE_LABEL: "true"}},
+                            "podSelector": {
+                                "matchLabels": {"component": "singleuser-server"},
+                                # a job pod that holds leased data must never reach a broker
+                                "matchExpressions": [
+                                    {"key": "dshare.io/data-access", "operator": "DoesNotExist"}
+                                ],
+                            },
+                        },
+                    ],
+                    "ports": [{"protocol": "TCP", "port": BROKER_PORT}],
+                }
+            ],
+            "egress": [
+                _DNS_EGRESS,
+                {
+                    "to": [
+                        {"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}}
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 8081}],
+                },
+                # Kubernetes API (PV/PVC/Secret writes), Fabric peers and orderer, PostgreSQL:
+                # these live outside the cluster's pod network in most clusters, so they are
+                # allowed by port, not by selector.
+                {
+                    "ports": [
+                        {"protocol": "TCP", "port": 443},
+                        {"protocol": "TCP", "port": 6443},
+                        {"protocol": "TCP", "port": 7050},
+                        {"protocol": "TCP", "port": 7051},
+                        {"protocol": "TCP", "port": 5432},
+                    ]
+                },
+            ],
+        },
+    }
+
+
+def data_access_network_policy() -> Obj:
+    """Job pods that mount leased data: no egress at all, no ingress.
+
+    Namespaced objects without a namespace: applied in each user namespace when it is made.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("dshare-data-access-isolation"),
+        "spec": {
+            "podSelector": {"matchLabels": {"dshare.io/data-access": "true"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [],
+        },
+    }
+
+
+def singleuser_network_policy(hub_namespace: str = HUB_NAMESPACE) -> Obj:
+    """The user's server: reachable from hub and proxy; talks to DNS, hub, brokers, API."""
+    hub_ns = _hub_namespace_selector(hub_namespace)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta("dshare-singleuser"),
+        "spec": {
+            "podSelector": {"matchLabels": {"component": "singleuser-server"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": hub_ns,
+                            "podSelector": {
+                                "matchExpressions": [
+                                    {
+                                        "key": "component",
+                                        "operator": "In",
+                                        "values": ["hub", "proxy"],
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 8888}],
+                }
+            ],
+            "egress": [
+                _DNS_EGRESS,
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": hub_ns,
+                            "podSelector": {"matchLabels": {"component": "hub"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 8081}],
+                },
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": hub_ns,
+                            "podSelector": {
+                                "matchLabels": {"app.kubernetes.io/name": "dshare-broker"}
+                            },
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": BROKER_PORT}],
+                },
+                # %dshare_run submits Argo Workflows to the Kubernetes API with its token
+                {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+            ],
+        },
+    }
+
+
+def workflow_service_account() -> Obj:
+    # Job pods run as this account; the compiled Workflow sets
+    # automountServiceAccountToken: false and executor.serviceAccountName to it, so only
+    # Argo's own init/wait containers ever see its token, never the user's code.
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(WORKFLOW_SERVICE_ACCOUNT),
+        "automountServiceAccountToken": False,
+    }
+
+
+def workflow_executor_binding() -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta("dshare-argo-executor"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "dshare-argo-executor",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": WORKFLOW_SERVICE_ACCOUNT}],
+    }
+
+
+def per_user_namespace() -> list[Obj]:
+    """Objects every user namespace needs (apply with -n <user namespace>)."""
+    return [
+        data_access_network_policy(),
+        singleuser_network_policy(),
+        workflow_service_account(),
+        workflow_executor_binding(),
+    ]
+
+
+# --- Rendering ----------------------------------------------------------------------------
+
+HEADER = (
+    "# Rendered by z2jh-values/dshare_manifests.py: edit that file, then run it with --write.\n"
+)
+
+
+def rendered() -> dict[str, list[Obj]]:
+    """File name under manifests/ -> the objects it holds, in order."""
+    return {
+        "hub-rbac.yaml": hub_rbac(),
+        "broker-rbac.yaml": broker_rbac() + broker_scope_policy(),
+        "brokers.yaml": brokers(),
+        "network-policies.yaml": [broker_network_policy()],
+        "argo-podspecpatch-policy.yaml": pod_spec_patch_policy(),
+        "per-user-namespace/objects.yaml": per_user_namespace(),
+    }
+
+
+def dump(objects: list[Obj]) -> str:
+    return HEADER + "---\n".join(
+        yaml.safe_dump(obj, sort_keys=False, default_flow_style=False) for obj in objects
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render dshare's raw Kubernetes manifests.")
+    parser.add_argument("--write", action="store_true", help="write the files under manifests/")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, objects in rendered().items():
+        path = MANIFEST_DIR / name
+        text = dump(objects)
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        elif not path.exists() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    if stale and (args.check or not args.write):
+        print("out of date, run with --write: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
