@@ -183,7 +183,8 @@ class DShareAuthenticatorMixin(Authenticator):
 
     async def apply_dshare_identity(self, auth_model: dict[str, Any]) -> dict[str, Any]:
         """Add `groups` (and `dshare_org`) to `auth_model`, or refuse with HTTP 403."""
-        username = self.normalize_username(auth_model["name"])
+        # override points look names up, so they get the name JupyterHub will use
+        username = auth_model["name"] = self.normalize_username(auth_model["name"])
         org = await maybe_future(self.org_for(auth_model))
         if not org:
             raise self._refuse(username, self.no_org_message(username))
