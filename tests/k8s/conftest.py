@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 from dshare_hub.k8s.api import KubeApi, RetryPolicy
 from kubernetes_asyncio import client
 
 from .apiserver_double import ApiServerDouble
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def double() -> AsyncIterator[ApiServerDouble]:
     server = ApiServerDouble()
     await server.start()
@@ -34,7 +35,7 @@ def sleeps() -> SleepRecorder:
     return SleepRecorder()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def kube_api(double: ApiServerDouble, sleeps: SleepRecorder) -> AsyncIterator[KubeApi]:
     config = client.Configuration(host=double.url)
     async with client.ApiClient(config) as api_client:
