@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +47,7 @@ class LeaseView:
         return self.state == "active" and (self.expires_at is None or self.expires_at > now)
 
 
-def leases_by_id(items: list[Mapping[str, Any]] | list[LeaseView]) -> dict[str, LeaseView]:
+def leases_by_id(items: Iterable[Mapping[str, Any] | LeaseView]) -> dict[str, LeaseView]:
     out: dict[str, LeaseView] = {}
     for item in items:
         view = item if isinstance(item, LeaseView) else LeaseView.from_json(item)

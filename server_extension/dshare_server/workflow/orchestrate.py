@@ -1,0 +1,253 @@
+"""One workflow run from start to end: parse, ask the broker, compile, run, report.
+
+The broker is told how the run ended in every case (success, failure, an exception,
+cancellation), because that is what releases the mounts it materialized.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from .argo import ArgoClient, job_states
+from .compiler import CompileContext, compile_workflow
+from .leases import leases_by_id, parse_timestamp
+from .local_runner import LocalRunner
+from .runs import JobResult, Run, utcnow
+from .spec import Spec, parse
+
+UpdateCallback = Callable[[Run], None]
+
+
+class BrokerClient(Protocol):
+    """What the orchestrator needs from the user's organization broker (docs/interfaces.md 3)."""
+
+    async def list_leases(self) -> list[dict[str, Any]]:
+        """The caller's leases (`GET /leases?scope=mine`), as Lease JSON."""
+        ...
+
+    async def start_run(self, name: str, lease_ids: list[str], spec_sha256: str) -> dict[str, Any]:
+        """`POST /runs`: ``{"run": Run, "mounts": {lease_id: Mount}}``."""
+        ...
+
+    async def finish_run(
+        self, run_id: str, outcome: str, result_sha256: str | None = None
+    ) -> dict[str, Any]:
+        """`POST /runs/{id}/finish` with succeeded | failed | cancelled."""
+        ...
+
+
+@dataclass
+class RunContext:
+    """Where and as whom a workflow runs; built by the magic or the CLI."""
+
+    user: str
+    mode: Literal["local", "argo"] = "local"
+    home_dir: str = field(default_factory=lambda: os.path.expanduser("~"))  # host side
+    cwd: str = field(default_factory=os.getcwd)
+    home_path: str = "/home/jovyan"  # the notebook's home as jobs see it
+    image: str = field(default_factory=lambda: os.environ.get("JUPYTER_IMAGE", "dshare-local"))
+    run_root: str | None = None  # local run directories; default ~/.dshare/runs
+    parallelism: int | None = None
+    sandbox: bool | None = None
+    namespace: str | None = None
+    home_claim: str | None = None
+    service_account: str | None = None
+    broker_url: str = ""
+    broker_token_secret: str | None = None
+    argo_factory: Callable[[], ArgoClient] | None = None
+    filename: str = "workflow.yaml"
+    default_name: str = "workflow"
+
+    def working_dir(self) -> str:
+        """The notebook's working directory as a path inside the job (jupyterflow's rule)."""
+        rel = os.path.relpath(os.path.realpath(self.cwd), os.path.realpath(self.home_dir))
+        if rel.startswith(".."):
+            return self.home_path
+        return posixpath.normpath(posixpath.join(self.home_path, *rel.split(os.sep)))
+
+    def run_dir(self, run_id: str) -> Path:
+        root = Path(self.run_root or os.path.join(self.home_dir, ".dshare", "runs"))
+        return root / run_id
+
+
+def local_claim(lease_id: str) -> str:
+    return f"dshare-lease-{lease_id[:16]}"
+
+
+def compile_context(
+    spec: Spec, ctx: RunContext, run_id: str, mounts: Mapping[str, Mapping[str, Any]]
+) -> CompileContext:
+    claims: dict[str, str] = {}
+    expiry = {}
+    for lease_id in spec.lease_ids:
+        mount = mounts.get(lease_id)
+        if mount is None:
+            raise RuntimeError(f"the broker did not mount lease {lease_id[:12]} for this run")
+        claims[lease_id] = str(mount.get("claim_name") or local_claim(lease_id))
+        when = parse_timestamp(mount.get("expires_at"))
+        if when is not None:
+            expiry[lease_id] = when
+    return CompileContext(
+        user=ctx.user,
+        run_id=run_id,
+        image=ctx.image,
+        home_claim=ctx.home_claim or f"claim-{ctx.user}",
+        service_account=ctx.service_account or f"dshare-{ctx.user}",
+        claims=claims,
+        lease_expiry=expiry,
+        home_path=ctx.home_path,
+        working_dir=ctx.working_dir(),
+        namespace=ctx.namespace,
+        broker_url=ctx.broker_url,
+        broker_token_secret=ctx.broker_token_secret,
+    )
+
+
+def result_sha256(run: Run) -> str:
+    """A fingerprint of what the jobs printed, recorded with the run's outcome."""
+    h = hashlib.sha256()
+    for name in sorted(run.jobs):
+        h.update(name.encode() + b"\0" + run.jobs[name].logs().encode() + b"\0")
+    return h.hexdigest()
+
+
+def new_run(spec: Spec, run_id: str, name: str, mode: str) -> Run:
+    return Run(
+        id=run_id,
+        name=name,
+        jobs={j.name: JobResult(j.name) for j in spec.jobs},
+        edges=list(spec.edges),
+        mode=mode,
+        warnings=list(spec.warnings),
+    )
+
+
+async def run_workflow(
+    text: str,
+    broker: BrokerClient,
+    ctx: RunContext,
+    *,
+    dry_run: bool = False,
+    wait: bool = True,
+    on_update: UpdateCallback | None = None,
+    runner: LocalRunner | None = None,
+) -> Run:
+    """Run a workflow.yaml; raises SpecError (nothing started) or returns the finished Run.
+
+    ``dry_run`` compiles without asking the broker to start anything (``run.manifest``).
+    ``wait=False`` only matters on Argo: return once submitted; the workflow's exit
+    handler reports the outcome to the broker. ``runner`` lets a caller keep a handle
+    to cancel a local run.
+    """
+    notify = on_update or (lambda _run: None)
+    leases = leases_by_id(await broker.list_leases())
+    spec = parse(text, leases=leases, user=ctx.user, home_path=ctx.home_path)
+    name = spec.name or ctx.default_name
+    if dry_run:
+        mounts = {
+            i: {"claim_name": local_claim(i), "expires_at": leases[i].expires_at}
+            for i in spec.lease_ids
+        }
+        run = new_run(spec, "dry-run", name, "dry-run")
+        run.manifest = compile_workflow(spec, compile_context(spec, ctx, "dry-run", mounts))
+        run.state = "succeeded"
+        notify(run)
+        return run
+    started = await broker.start_run(name, spec.lease_ids, spec.sha256())
+    run_id = str(started["run"]["id"])
+    run = new_run(spec, run_id, name, ctx.mode)
+    outcome = "failed"
+    report = True
+    try:
+        mounts = started.get("mounts") or {}
+        run.manifest = compile_workflow(spec, compile_context(spec, ctx, run_id, mounts))
+        if ctx.mode == "local":
+            runner = runner or LocalRunner(
+                ctx.run_dir(run_id),
+                parallelism=ctx.parallelism,
+                sandbox=ctx.sandbox,
+                home_path=ctx.home_path,
+            )
+            host_dirs = {local_claim(i): str(m["handle"]) for i, m in mounts.items()}
+            host_dirs[ctx.home_claim or f"claim-{ctx.user}"] = ctx.home_dir
+            await runner.run(run.manifest, host_dirs, run=run, on_update=notify)
+        else:
+            report = await _run_on_argo(run, ctx, wait, notify)
+        outcome = run.state if run.state in ("succeeded", "failed", "cancelled") else "failed"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        outcome = "cancelled"
+        run.state, run.message = "cancelled", "the run was cancelled"
+        raise
+    except Exception as exc:
+        run.state, run.message = "failed", f"{exc.__class__.__name__}: {exc}"
+        raise
+    finally:
+        if report:
+            # Reported even when cancelled: the broker releases what it mounted.
+            digest = result_sha256(run) if outcome == "succeeded" else None
+            await asyncio.shield(broker.finish_run(run_id, outcome, digest))
+        run.finished_at = run.finished_at or utcnow()
+        notify(run)
+    return run
+
+
+async def _run_on_argo(run: Run, ctx: RunContext, wait: bool, notify: UpdateCallback) -> bool:
+    """Submit and optionally follow; returns whether the caller still has to report."""
+    if ctx.argo_factory is None:
+        raise RuntimeError("no Argo client configured for this server")
+    argo = ctx.argo_factory()
+    try:
+        assert run.manifest is not None
+        created = await argo.submit(run.manifest)
+        run.workflow_name = created["metadata"]["name"]
+        run.state, run.started_at = "running", utcnow()
+        notify(run)
+        if not wait:
+            return False  # the workflow's onExit handler reports to the broker
+
+        def update(obj: dict[str, Any]) -> None:
+            _apply_status(run, obj)
+            notify(run)
+
+        try:
+            final = await argo.watch(run.workflow_name, update)
+        except asyncio.CancelledError:
+            await asyncio.shield(argo.stop(run.workflow_name))
+            raise
+        for job in run.jobs.values():
+            if job.state in ("succeeded", "failed"):
+                try:
+                    job.log_text = await argo.logs(final, job.name)
+                except Exception as exc:  # logs are best effort once pods are collected
+                    job.log_text = f"(log unavailable: {exc})"
+        return True
+    finally:
+        await argo.close()
+
+
+def _apply_status(run: Run, workflow: dict[str, Any]) -> None:
+    for name, info in job_states(workflow).items():
+        job = run.jobs.get(name)
+        if job is None:
+            continue
+        job.state = info["state"]
+        job.exit_code = info["exit_code"]
+        job.message = info["message"] or ""
+        job.started_at = parse_timestamp(info["started_at"])
+        job.finished_at = parse_timestamp(info["finished_at"])
+    phase = workflow.get("status", {}).get("phase", "Running")
+    run.state = {"Succeeded": "succeeded", "Failed": "failed", "Error": "failed"}.get(
+        phase, "running"
+    )
+    if run.state == "failed":
+        run.message = workflow.get("status", {}).get("message", "")
+        for job in run.jobs.values():
+            if job.state == "pending":
+                job.state = "skipped"
