@@ -325,16 +325,17 @@ def broker_config_map(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
             "# and environment variables, never from this file.",
             "import os",
             "",
-            f"c.DShareBroker.org = {org!r}",
-            f"c.DShareBroker.service_name = {broker_service_name(org)!r}",
-            "c.DShareBroker.ip = '0.0.0.0'",
-            f"c.DShareBroker.port = {BROKER_PORT}",
-            "c.DShareBroker.ledger = 'fabric'",
-            "c.DShareBroker.fabric_connection_profile = '/etc/dshare/fabric/connection.json'",
-            "c.DShareBroker.kek_file = '/etc/dshare/kek/kek'",
-            "c.DShareBroker.keystore_url = os.environ['DSHARE_KEYSTORE_URL']",
-            "c.DShareBroker.mounts = 'kubernetes'",
-            f"c.DShareBroker.user_namespace_prefix = {USER_NAMESPACE_PREFIX!r}",
+            f"c.BrokerApp.org = {org!r}",
+            "c.BrokerApp.ip = '0.0.0.0'",
+            f"c.BrokerApp.port = {BROKER_PORT}",
+            "c.BrokerApp.ledger_kind = 'fabric'",
+            # FabricProfile format (dshare_hub.ledger.fabric): peer_endpoint, msp_id, channel,
+            # chaincode, key_path, cert_path, tls_root_cert_path; written by
+            # fabric-network/scripts/connection-profiles.sh
+            "c.BrokerApp.fabric_profile = '/etc/dshare/fabric/connection.json'",
+            "c.BrokerApp.kek_file = '/etc/dshare/kek/kek'",
+            "c.BrokerApp.keystore_url = os.environ['DSHARE_KEYSTORE_URL']",
+            "c.BrokerApp.data_dir = '/tmp/dshare'",
             "",
         ]
     )
@@ -682,9 +683,23 @@ def rendered() -> dict[str, list[Obj]]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # config files embedded in ConfigMaps stay readable as block literals
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def dump(objects: list[Obj]) -> str:
     return HEADER + "---\n".join(
-        yaml.safe_dump(obj, sort_keys=False, default_flow_style=False) for obj in objects
+        yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        for obj in objects
     )
 
 

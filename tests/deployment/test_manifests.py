@@ -304,10 +304,11 @@ def test_broker_service_matches_the_hub_service_url(manifests_module):
 def test_broker_config_holds_paths_not_secrets(manifests_module):
     text = manifests_module.broker_config_map("UiO")["data"]["broker_config.py"]
     compile(text, "broker_config.py", "exec")
-    assert "c.DShareBroker.org = 'UiO'" in text
+    assert "c.BrokerApp.org = 'UiO'" in text
     assert "/etc/dshare/kek/kek" in text
     assert "/etc/dshare/fabric/connection.json" in text
     assert "os.environ['DSHARE_KEYSTORE_URL']" in text
+    assert "c.BrokerApp.ledger_kind = 'fabric'" in text
 
 
 def test_data_access_pods_get_no_network_at_all(manifests_module):
