@@ -157,7 +157,7 @@ def _owned_pending(tx: Tx, lease_id: str, doing: str) -> dict[str, Any]:
         raise ContractError(
             INVALID_STATE,
             f"lease '{lease_id}' is {effective(tx, lease)['state']}, not pending; "
-            f"only a pending lease can be {doing}d",
+            f"only a pending lease can be {doing}{'d' if doing == 'approve' else 'ed'}",
             key=lease_id,
         )
     return lease
