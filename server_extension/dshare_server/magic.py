@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import html
+import importlib
 import os
 import shlex
 import threading
@@ -67,16 +68,16 @@ def _arguments() -> argparse.ArgumentParser:
 
 
 def default_broker() -> BrokerClient:
-    from .broker_client import from_environment  # the lead's HTTP client; imported lazily
-
-    broker: BrokerClient = from_environment()
+    # The lead's HTTP client, imported lazily so the magic loads without a broker configured.
+    module = importlib.import_module(".broker_client", __package__)
+    broker: BrokerClient = module.from_environment()
     return broker
 
 
 def default_context() -> RunContext:
-    mode = "argo" if os.environ.get("DSHARE_RUNNER", "local") == "argo" else "local"
-    ctx = RunContext(user=os.environ.get("JUPYTERHUB_USER") or getpass.getuser(), mode=mode)
-    if mode == "argo":
+    ctx = RunContext(user=os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
+    if os.environ.get("DSHARE_RUNNER", "local") == "argo":
+        ctx.mode = "argo"
         from .workflow.argo import ArgoClient
 
         ctx.argo_factory = ArgoClient
@@ -167,11 +168,11 @@ class DShareMagics(Magics):
             # Return as soon as the broker accepted the run; it goes on in the background.
             while thread.is_alive() and (state["run"] is None or not state["run"].id):
                 thread.join(0.05)
-            run = state["run"]
-            if run is not None:
-                self.threads[run.id] = thread
-                print(f"run {run.id} started; see %dshare_status {run.id}")
-                return run
+            started: Run | None = state["run"]
+            if started is not None:
+                self.threads[started.id] = thread
+                print(f"run {started.id} started; see %dshare_status {started.id}")
+                return started
         try:
             while thread.is_alive():
                 thread.join(0.1)
@@ -189,9 +190,11 @@ class DShareMagics(Magics):
             print(f"%dshare_run: {error}")
             return state["run"]
         run = state["run"]
-        if run is not None and dry_run and run.manifest is not None:
+        if run is None:
+            return None
+        if dry_run and run.manifest is not None:
             print(to_yaml(run.manifest))
-        elif run is not None:
+        else:
             for w in run.warnings:
                 print(f"warning: {w}")
             if run.message:
@@ -211,8 +214,8 @@ class DShareMagics(Magics):
         if not run_id:
             if not self.runs:
                 print("no runs in this session yet; start one with %dshare_run workflow.yaml")
-            for run in self.runs.values():
-                print(repr(Progress(run)).split("] ", 1)[1] + f"  [{run.id}]")
+            for known in self.runs.values():
+                print(repr(Progress(known)).split("] ", 1)[1] + f"  [{known.id}]")
             return None
         run = self._find(run_id)
         if run is None:

@@ -130,7 +130,8 @@ BAD = [
             (
                 2,
                 1,
-                "YAML syntax error: while parsing a flow sequence, did not find expected ',' or ']'",
+                "YAML syntax error: while parsing a flow sequence, "
+                "did not find expected ',' or ']'",
                 "check the indentation and quoting around this place",
             )
         ],

@@ -118,7 +118,7 @@ def _job_template(
         name=job.name,
         metadata=m.Metadata(labels={LABEL_DATA: data_access}),
         active_deadline_seconds=(
-            m.IntOrString(job.timeout_s) if job.timeout_s is not None else None
+            m.IntOrString(str(job.timeout_s)) if job.timeout_s is not None else None
         ),
         container=m.Container(
             name="main",
