@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -193,14 +195,17 @@ class BrokerApp(Application):
         ledger = self.open_ledger()
         app, _broker, reaper = self.build(ledger)
         server = app.listen(self.port, self.ip, xheaders=True)
-        self.log.info(
+        logging.getLogger("dshare.broker").info(
             "dshare broker of %s on http://%s:%s%s", self.org, self.ip, self.port, self.base_url
         )
         callback = PeriodicCallback(reaper.tick, self.reaper_interval * 1000)
         callback.start()
         asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(reaper.tick()))
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
         try:
-            await asyncio.Event().wait()
+            await stopping.wait()
         finally:
             callback.stop()
             server.stop()
