@@ -13,7 +13,7 @@ from tornado import web
 class NameOnlyAuthenticator(Authenticator):
     """Logs anyone in under the name they type, like JupyterHub's DummyAuthenticator."""
 
-    async def authenticate(self, handler: Any, data: Any = None) -> str:
+    async def authenticate(self, handler: Any, data: Any = None) -> Any:
         return str(data["username"])
 
 

@@ -3,6 +3,7 @@ log in over HTTP as a browser does and check what the hub made of each user."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -132,10 +134,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 def login(hub: Hub, name: str, password: str) -> tuple[requests.Session, requests.Response]:
@@ -155,7 +155,7 @@ def login(hub: Hub, name: str, password: str) -> tuple[requests.Session, request
 
 
 def api(hub: Hub, session: requests.Session, method: str, path: str) -> requests.Response:
-    xsrf = session.cookies.get("_xsrf", path="/hub/")
+    xsrf = session.cookies.get("_xsrf", path="/hub/") or ""
     return session.request(
         method, f"{hub.url}/hub/api{path}", headers={"X-XSRFToken": xsrf}, timeout=30
     )
@@ -235,7 +235,7 @@ def test_passwords_never_reach_the_hub_log(hub: Hub) -> None:
         assert password not in text
 
 
-def probe_server_token(hub: Hub, name: str) -> dict[str, object]:
+def probe_server_token(hub: Hub, name: str) -> dict[str, Any]:
     session, response = login(hub, name, hub.passwords[name])
     assert response.status_code == 302
     api(hub, session, "POST", f"/users/{name}/server")
@@ -246,7 +246,7 @@ def probe_server_token(hub: Hub, name: str) -> dict[str, object]:
 
 def test_server_token_gets_only_what_a_scientist_holds(hub: Hub) -> None:
     model = probe_server_token(hub, "alice")
-    scopes = set(model["scopes"])  # type: ignore[arg-type]
+    scopes = set(model["scopes"])
     assert {"custom:dshare:read", "custom:dshare:lease"} <= scopes
     assert "custom:dshare:admin" not in scopes
     # access:services was asked for; only the own organization's broker was granted
@@ -259,7 +259,7 @@ def test_server_token_gets_only_what_a_scientist_holds(hub: Hub) -> None:
 
 
 def test_server_token_of_an_org_admin_carries_the_admin_scope(hub: Hub) -> None:
-    scopes = set(probe_server_token(hub, "bob")["scopes"])  # type: ignore[arg-type]
+    scopes = set(probe_server_token(hub, "bob")["scopes"])
     assert {"custom:dshare:read", "custom:dshare:lease", "custom:dshare:admin"} <= scopes
     assert sorted(s for s in scopes if s.startswith("access:services")) == [
         "access:services!service=dshare-uio"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -78,7 +78,7 @@ async def test_lockout_after_max_failures_then_release(
     directory_file: Path, passwords: dict[str, str]
 ) -> None:
     auth = make(directory_file, max_failures=3, lockout_seconds=60)
-    clock = auth.failure_tracker.clock
+    clock = cast(FakeClock, auth.failure_tracker.clock)
     for _ in range(3):
         assert await login(auth, "alice", "wrong-password") is None
     with pytest.raises(web.HTTPError) as excinfo:

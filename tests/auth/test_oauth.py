@@ -195,12 +195,13 @@ async def test_refresh_recomputes_groups_from_fresh_claims() -> None:
     auth.enable_auth_state = True
     model = await login(auth)
     assert model is not None
+    stored_state = model["auth_state"]
 
     class StoredUser:
         name = "alice"
 
         async def get_auth_state(self) -> dict[str, Any]:
-            return model["auth_state"]
+            return stored_state
 
     auth.http_client.userinfo = {"preferred_username": "alice", "org": "UiS", "roles": ["admin"]}
     refreshed = await auth.refresh_user(StoredUser())
