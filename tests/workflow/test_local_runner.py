@@ -52,10 +52,11 @@ def run(runner: LocalRunner, manifest: dict, mounts: dict[str, str]):
 
 # Two jobs that each wait for the other's file: they can only both finish if they run
 # at the same time, so this proves parallelism without measuring time.
-RENDEZVOUS = """
+_WAIT = "i=0; while [ ! -e {f} ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; test -e {f}"
+RENDEZVOUS = f"""
 jobs:
-- "touch a; i=0; while [ ! -e b ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; test -e b && echo 1 >> order"
-- "touch b; i=0; while [ ! -e a ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done; test -e a && echo 2 >> order"
+- "touch a; {_WAIT.format(f="b")} && echo 1 >> order"
+- "touch b; {_WAIT.format(f="a")} && echo 2 >> order"
 - echo 3 >> order
 - cat order
 dags:
