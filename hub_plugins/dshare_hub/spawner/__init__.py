@@ -1,0 +1,1 @@
+"""dshare spawners: a shared mixin over KubeSpawner and over the local-process spawners."""

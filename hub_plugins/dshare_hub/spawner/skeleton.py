@@ -1,0 +1,191 @@
+"""Directory skeletons of leased datasets: structure and empty files, never content.
+
+A skeleton is another organization's metadata, so every path is checked before it touches a
+file system: relative, no `..`, no empty or odd segments. Writing is idempotent and never
+overwrites or deletes a file that holds data (a user may have saved work there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+MANIFEST = ".dshare-skeletons.json"
+MAX_ENTRIES = 10_000
+
+
+def normalize_skeleton(
+    entries: Iterable[Any], *, log: logging.Logger | Any = None, limit: int = MAX_ENTRIES
+) -> list[str]:
+    """Safe relative POSIX paths from `[{path, size}]` entries; directories end with `/`.
+
+    Unsafe entries are skipped (and logged): a bad path in one dataset's metadata must not
+    stop the user's server from starting.
+    """
+    out: set[str] = set()
+    for entry in entries:
+        raw = entry.get("path") if isinstance(entry, Mapping) else entry
+        if not isinstance(raw, str):
+            continue
+        is_dir = raw.endswith("/")
+        parts = PurePosixPath(raw).parts
+        if (
+            not raw.strip()
+            or raw.startswith("/")
+            or "\x00" in raw
+            or "\\" in raw
+            or any(p in ("..", ".") or p.strip() != p or not p for p in parts)
+        ):
+            if log is not None:
+                log.warning("skipping unsafe skeleton path %r", raw[:200])
+            continue
+        path = "/".join(parts)
+        out.add(path + "/" if is_dir else path)
+        if len(out) >= limit:
+            if log is not None:
+                log.warning("skeleton truncated at %d entries", limit)
+            break
+    return sorted(out)
+
+
+@dataclass
+class SkeletonResult:
+    """What a refresh did: datasets written, datasets removed, user files left in place."""
+
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def _chown(path: Path, owner: tuple[int, int] | None) -> None:
+    if owner is not None:
+        os.chown(path, *owner, follow_symlinks=False)
+
+
+def _write_manifest(root: Path, content: Mapping[str, Sequence[str]]) -> None:
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({k: list(v) for k, v in sorted(content.items())}, sort_keys=True))
+    os.replace(tmp, root / MANIFEST)
+
+
+def _read_manifest(root: Path) -> dict[str, list[str]]:
+    try:
+        data = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): [str(p) for p in v] for k, v in data.items() if isinstance(v, list)}
+
+
+def _inside(base: Path, rel: str) -> Path | None:
+    target = base / rel
+    # Refuse anything reached through a symlink the user may have planted.
+    for parent in [*reversed(target.relative_to(base).parents), target.relative_to(base)]:
+        if (base / parent).is_symlink():
+            return None
+    return target
+
+
+def _remove_skeleton(base: Path, paths: Sequence[str], result: SkeletonResult) -> None:
+    """Remove the empty files and then empty directories a skeleton made; keep the rest."""
+    if base.is_symlink() or not base.is_dir():
+        return
+    for rel in sorted(paths, key=lambda p: -p.count("/")):
+        target = _inside(base, rel.rstrip("/"))
+        if target is None or not target.exists():
+            continue
+        if target.is_file() and not rel.endswith("/"):
+            if target.stat().st_size == 0:
+                target.unlink()
+            else:
+                result.kept.append(str(target))
+    for directory in sorted(
+        (p for p in base.rglob("*") if p.is_dir() and not p.is_symlink()),
+        key=lambda p: -len(p.parts),
+    ):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    if not any(base.iterdir()):
+        base.rmdir()
+
+
+def write_skeletons(
+    root: Path,
+    skeletons: Mapping[str, Sequence[str]],
+    *,
+    owner: tuple[int, int] | None = None,
+) -> SkeletonResult:
+    """Make `root/<dataset dir>/...` match `skeletons`; remove datasets no longer there.
+
+    Crash-safe: the manifest first records the union of old and new entries, so an
+    interrupted refresh leaves nothing the next one would not find and clean.
+    """
+    result = SkeletonResult()
+    root.mkdir(parents=True, exist_ok=True, mode=0o755)
+    _chown(root, owner)
+    previous = _read_manifest(root)
+    union = {
+        k: sorted(set(previous.get(k, [])) | set(skeletons.get(k, [])))
+        for k in set(previous) | set(skeletons)
+    }
+    _write_manifest(root, union)
+    for name, old_paths in sorted(previous.items()):
+        stale = set(old_paths) - set(skeletons.get(name, []))
+        if name not in skeletons:
+            _remove_skeleton(root / name, old_paths, result)
+            result.removed.append(name)
+        elif stale:
+            _remove_skeleton_entries(root / name, sorted(stale), result)
+    for name, paths in sorted(skeletons.items()):
+        base = root / name
+        if base.is_symlink():
+            continue
+        base.mkdir(exist_ok=True, mode=0o755)
+        _chown(base, owner)
+        for rel in paths:
+            target = _inside(base, rel.rstrip("/"))
+            if target is None:
+                continue
+            directory = target if rel.endswith("/") else target.parent
+            for d in [*reversed(directory.relative_to(base).parents), directory.relative_to(base)]:
+                if str(d) == ".":
+                    continue
+                if not (base / d).exists():
+                    (base / d).mkdir(mode=0o755)
+                    _chown(base / d, owner)
+            if not rel.endswith("/") and not target.exists():
+                # O_EXCL: never truncate or follow something that appeared meanwhile.
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+                os.close(fd)
+                _chown(target, owner)
+        result.written.append(name)
+    # A dataset dir kept for the user's files stays tracked, so its skeleton part is
+    # cleaned once the user empties it.
+    leftovers = {
+        name: paths
+        for name, paths in previous.items()
+        if name not in skeletons and (root / name).is_dir()
+    }
+    _write_manifest(root, {**leftovers, **skeletons})
+    return result
+
+
+def _remove_skeleton_entries(base: Path, paths: Sequence[str], result: SkeletonResult) -> None:
+    for rel in sorted(paths, key=lambda p: -p.count("/")):
+        target = _inside(base, rel.rstrip("/"))
+        if target is None or not target.exists():
+            continue
+        if rel.endswith("/"):
+            if target.is_dir() and not any(target.iterdir()):
+                target.rmdir()
+        elif target.is_file():
+            if target.stat().st_size == 0:
+                target.unlink()
+            else:
+                result.kept.append(str(target))
