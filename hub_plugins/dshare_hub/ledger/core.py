@@ -64,6 +64,16 @@ class ReadConflict(Exception):
         self.key = key
 
 
+@dataclass(frozen=True)
+class Endorsed:
+    """A simulated transaction waiting for commit: its read/write sets are in `stub`."""
+
+    proposal: Proposal
+    signature: bytes
+    stub: SnapshotStub
+    result: bytes
+
+
 @dataclass
 class _Pending:
     proposal: Proposal
@@ -286,13 +296,21 @@ class LedgerCore:
 
     def execute(self, proposal: Proposal, signature: bytes, args: Sequence[str]) -> bytes:
         """Verify, simulate and commit one signed proposal. Raises ReadConflict on MVCC."""
+        return self.commit(self.endorse(proposal, signature, args))
+
+    def endorse(self, proposal: Proposal, signature: bytes, args: Sequence[str]) -> Endorsed:
+        """Check the signature and identity, then execute on a snapshot; nothing is written."""
         self._check_proposal(proposal, signature, args)
         stub, result = self._simulate(proposal, args)
-        pending = _Pending(proposal, signature, stub, result)
+        return Endorsed(proposal, signature, stub, result)
+
+    def commit(self, endorsed: Endorsed) -> bytes:
+        """Validate the read set and append durably (sharing an fsync with concurrent commits)."""
+        pending = _Pending(endorsed.proposal, endorsed.signature, endorsed.stub, endorsed.result)
         self._group_commit(pending)
         if pending.error is not None:
             raise pending.error
-        return result
+        return endorsed.result
 
     # -- group commit --------------------------------------------------------------------------
 
