@@ -12,7 +12,7 @@ work="$BUILD/channel/add-$org"
 mkdir -p "$work"
 
 # UiB's definition (MSP, listing 4.1 policies, anchor peer) from configtx.yaml
-configtxgen -configPath "$FABRIC_CFG_PATH" -printOrg "${org}MSP" >"$work/org.json"
+configtxgen -configPath "$FABRIC_CFG_PATH" -printOrg "${org}MSP" >"$work/org.json" 2>"$BUILD/logs/printorg.log"
 
 as_admin UiS
 peer channel fetch config "$work/config_block.pb" -o "$ORDERER_ADDRESS" --tls \
