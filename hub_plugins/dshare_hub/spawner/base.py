@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import jupyterhub.spawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Unicode
@@ -20,11 +21,9 @@ from traitlets.config import LoggingConfigurable
 
 from .skeleton import normalize_skeleton
 
-_SpawnBase: Any
-try:  # JupyterHub >= 6: logged without traceback and counted as a user-caused failure
-    from jupyterhub.spawner import SpawnException as _SpawnBase
-except ImportError:  # JupyterHub 5.5
-    _SpawnBase = None
+# JupyterHub >= 6 has SpawnException (logged without traceback, counted as user-caused);
+# JupyterHub 5.5 does not.
+_SpawnBase: Any = getattr(jupyterhub.spawner, "SpawnException", None)
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,8 @@ ROLE_PREFIX = "role:"
 
 
 def _http_error_init(self: web.HTTPError, message: str, reason: str, status_code: int) -> None:
-    # tornado formats log_message with %; a user name holding "%" must not break it.
-    web.HTTPError.__init__(self, status_code, message.replace("%", "%%"))
+    # No format args: tornado then never applies % to the message, so "%" in a name is safe.
+    web.HTTPError.__init__(self, status_code, message)
     self.reason = reason
 
 
