@@ -256,6 +256,17 @@ class LocalRunner:
     def _finish(
         self, run: Run, state: str, notify: UpdateCallback, deadline: int | None = None
     ) -> Run:
+        deps: dict[str, list[str]] = {n: [] for n in run.jobs}
+        for a, b in run.edges:
+            deps[b].append(a)
+        changed = True
+        while changed:  # dependents of a failed job first, transitively
+            changed = False
+            for name, job in run.jobs.items():
+                bad = {"failed", "skipped", "cancelled"}
+                if job.state == "pending" and any(run.jobs[d].state in bad for d in deps[name]):
+                    job.state, job.message = "skipped", "an upstream job did not succeed"
+                    job.finished_at, changed = utcnow(), True
         for job in run.jobs.values():
             if job.state not in FINAL_JOB_STATES:
                 job.state = "skipped" if job.state == "pending" else "cancelled"
