@@ -47,7 +47,7 @@ WORKFLOW = "jobs:\n- echo hello\n- echo world\ndags: ['1 >> 2']\n"
 
 
 def test_cell_magic_runs_and_shows_the_dag_and_progress(shell, capsys):
-    ip, magics, broker = shell
+    ip, _magics, broker = shell
     run = ip.run_cell_magic("dshare_run", "", WORKFLOW)
     assert run.state == "succeeded"
     assert run.logs("job-1") == "hello\n"
@@ -65,7 +65,7 @@ def test_cell_magic_runs_and_shows_the_dag_and_progress(shell, capsys):
 
 
 def test_line_magic_reads_the_file_and_names_the_run(shell, home, monkeypatch):
-    ip, magics, broker = shell
+    ip, _magics, broker = shell
     (home / "my_flow.yaml").write_text(WORKFLOW)
     monkeypatch.chdir(home)
     run = ip.run_line_magic("dshare_run", "my_flow.yaml")
@@ -74,7 +74,7 @@ def test_line_magic_reads_the_file_and_names_the_run(shell, home, monkeypatch):
 
 
 def test_status_and_logs(shell, capsys):
-    ip, magics, broker = shell
+    ip, _magics, _broker = shell
     run = ip.run_cell_magic("dshare_run", "", "jobs: ['echo out; exit 2', echo]\ndags: ['1>>2']")
     capsys.readouterr()
     ip.run_line_magic("dshare_status", run.id)
@@ -92,7 +92,7 @@ def test_status_and_logs(shell, capsys):
 
 
 def test_spec_errors_are_printed_with_the_cell_as_file(shell, capsys):
-    ip, magics, broker = shell
+    ip, _magics, broker = shell
     assert ip.run_cell_magic("dshare_run", "", "jobs: [ls]\ndags: ['1 >> 5']\n") is None
     out = capsys.readouterr().out
     assert out.startswith("cell:2:14: error: job 5 does not exist; the workflow has 1 job\n")
@@ -100,7 +100,7 @@ def test_spec_errors_are_printed_with_the_cell_as_file(shell, capsys):
 
 
 def test_dry_run_prints_yaml(shell, capsys):
-    ip, magics, broker = shell
+    ip, _magics, broker = shell
     ip.run_cell_magic("dshare_run", "--dry-run", WORKFLOW)
     manifest = yaml.safe_load(capsys.readouterr().out)
     assert manifest["kind"] == "Workflow"
@@ -114,7 +114,7 @@ def test_dry_run_prints_yaml(shell, capsys):
 
 
 def test_bad_arguments_and_missing_file(shell, capsys):
-    ip, magics, broker = shell
+    ip, _magics, _broker = shell
     assert ip.run_line_magic("dshare_run", "") is None
     assert capsys.readouterr().out == (
         "%dshare_run: give a workflow file, or use %%dshare_run with the YAML below it\n"
