@@ -1,0 +1,147 @@
+import { ServerConnection } from '@jupyterlab/services';
+
+import { requestAPI } from './request';
+import {
+  IDataset,
+  IDatasetFilters,
+  IDatasetIn,
+  IHistoryEntry,
+  ILease,
+  IMe,
+  IPage,
+  IRun
+} from './types';
+
+export type LeaseScope = 'mine' | 'org' | 'pending';
+
+/** Everything the DataExplorer asks of the server; components depend on this only. */
+export interface IDShareClient {
+  me(): Promise<IMe>;
+  listDatasets(filters?: IDatasetFilters): Promise<IPage<IDataset>>;
+  getDataset(id: string): Promise<IDataset>;
+  history(id: string): Promise<IPage<IHistoryEntry>>;
+  createDataset(body: IDatasetIn): Promise<IDataset>;
+  updateDataset(id: string, body: IDatasetIn): Promise<IDataset>;
+  retireDataset(id: string): Promise<IDataset>;
+  listLeases(scope: LeaseScope, dataset?: string): Promise<IPage<ILease>>;
+  requestLease(
+    datasetId: string,
+    durationS: number,
+    purpose: string
+  ): Promise<ILease>;
+  releaseLease(id: string): Promise<ILease>;
+  decideLease(id: string, decision: 'approve' | 'reject'): Promise<ILease>;
+  listRuns(): Promise<IPage<IRun>>;
+  getRun(id: string): Promise<IRun>;
+  jobLogs(runId: string, job: string): Promise<string>;
+}
+
+const enc = encodeURIComponent;
+
+/** The client over the user's server (`/dshare/api/...`). */
+export class DShareClient implements IDShareClient {
+  constructor(
+    private readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {}
+
+  me(): Promise<IMe> {
+    return requestAPI<IMe>('me', {}, this.settings);
+  }
+
+  listDatasets(filters: IDatasetFilters = {}): Promise<IPage<IDataset>> {
+    const query = {
+      ...filters,
+      available: filters.available ? 'true' : undefined
+    };
+    return requestAPI<IPage<IDataset>>('datasets', { query }, this.settings);
+  }
+
+  getDataset(id: string): Promise<IDataset> {
+    return requestAPI<IDataset>(`datasets/${enc(id)}`, {}, this.settings);
+  }
+
+  history(id: string): Promise<IPage<IHistoryEntry>> {
+    return requestAPI<IPage<IHistoryEntry>>(
+      `datasets/${enc(id)}/history`,
+      {},
+      this.settings
+    );
+  }
+
+  createDataset(body: IDatasetIn): Promise<IDataset> {
+    return requestAPI<IDataset>(
+      'datasets',
+      { method: 'POST', body },
+      this.settings
+    );
+  }
+
+  updateDataset(id: string, body: IDatasetIn): Promise<IDataset> {
+    return requestAPI<IDataset>(
+      `datasets/${enc(id)}`,
+      { method: 'PATCH', body },
+      this.settings
+    );
+  }
+
+  retireDataset(id: string): Promise<IDataset> {
+    return requestAPI<IDataset>(
+      `datasets/${enc(id)}`,
+      { method: 'DELETE' },
+      this.settings
+    );
+  }
+
+  listLeases(scope: LeaseScope, dataset?: string): Promise<IPage<ILease>> {
+    return requestAPI<IPage<ILease>>(
+      'leases',
+      { query: { scope, dataset } },
+      this.settings
+    );
+  }
+
+  requestLease(
+    datasetId: string,
+    durationS: number,
+    purpose: string
+  ): Promise<ILease> {
+    const body = { dataset_id: datasetId, duration_s: durationS, purpose };
+    return requestAPI<ILease>(
+      'leases',
+      { method: 'POST', body },
+      this.settings
+    );
+  }
+
+  releaseLease(id: string): Promise<ILease> {
+    return requestAPI<ILease>(
+      `leases/${enc(id)}/release`,
+      { method: 'POST' },
+      this.settings
+    );
+  }
+
+  decideLease(id: string, decision: 'approve' | 'reject'): Promise<ILease> {
+    return requestAPI<ILease>(
+      `leases/${enc(id)}/${decision}`,
+      { method: 'POST' },
+      this.settings
+    );
+  }
+
+  listRuns(): Promise<IPage<IRun>> {
+    return requestAPI<IPage<IRun>>('runs', {}, this.settings);
+  }
+
+  getRun(id: string): Promise<IRun> {
+    return requestAPI<IRun>(`runs/${enc(id)}`, {}, this.settings);
+  }
+
+  jobLogs(runId: string, job: string): Promise<string> {
+    return requestAPI<string>(
+      `runs/${enc(runId)}/logs/${enc(job)}`,
+      { text: true },
+      this.settings
+    );
+  }
+}

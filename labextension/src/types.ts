@@ -1,0 +1,126 @@
+/**
+ * Shapes of the dshare REST API (docs/interfaces.md, sections 3 and 4).
+ */
+
+export type LeaseState =
+  'pending' | 'active' | 'released' | 'rejected' | 'expired';
+
+export interface IColumn {
+  name: string;
+  type: string;
+  tags: string[];
+}
+
+export interface ISkeletonEntry {
+  path: string;
+  size: number;
+}
+
+export interface IPolicy {
+  max_duration_s: number;
+  exclusive: boolean;
+  max_concurrent: number;
+  allowed_orgs: string[];
+  approval_required: boolean;
+  interactive: boolean;
+}
+
+export interface IDataset {
+  id: string;
+  name: string;
+  description: string;
+  owner_org: string;
+  tags: string[];
+  storage_type: string;
+  columns: IColumn[];
+  skeleton: ISkeletonEntry[];
+  policy: IPolicy;
+  state: string;
+  created_at: string;
+  updated_at: string;
+  active_leases: number;
+}
+
+export interface IStorage {
+  type: string;
+  details: Record<string, string>;
+}
+
+/** What an org admin sends to register (all fields) or update (a subset). */
+export interface IDatasetIn {
+  name?: string;
+  description?: string;
+  tags?: string[];
+  columns?: IColumn[];
+  skeleton?: ISkeletonEntry[];
+  policy?: Partial<IPolicy>;
+  storage?: IStorage;
+}
+
+export interface ILease {
+  id: string;
+  asset_id: string;
+  asset_name: string;
+  owner_org: string;
+  lessee_org: string;
+  lessee_user: string;
+  purpose: string;
+  state: LeaseState;
+  requested_at: string;
+  granted_at: string | null;
+  expires_at: string | null;
+  duration_s: number;
+}
+
+export interface IJob {
+  name: string;
+  state: string;
+  exit_code: number | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface IRun {
+  id: string;
+  name: string;
+  user: string;
+  org: string;
+  lease_ids: string[];
+  spec_sha256: string;
+  state: string;
+  outcome: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  jobs?: IJob[];
+}
+
+export interface IHistoryEntry {
+  tx_id: string;
+  timestamp: string;
+  org: string;
+  actor: string;
+  action: string;
+  asset?: unknown;
+}
+
+export interface IMe {
+  user: string;
+  org: string;
+  roles: string[];
+  scopes: string[];
+}
+
+export interface IPage<T> {
+  items: T[];
+  bookmark?: string;
+}
+
+export interface IDatasetFilters {
+  q?: string;
+  org?: string;
+  tag?: string;
+  storage?: string;
+  available?: boolean;
+  limit?: number;
+  bookmark?: string;
+}
