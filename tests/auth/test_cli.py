@@ -218,3 +218,11 @@ def test_unknown_role_is_refused_by_argparse(
         capsys.readouterr().err
     )
     assert not path.exists()
+
+
+def test_users_without_an_action_prints_usage(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["users"], monkeypatch, capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("usage: dshare users [-h] ACTION ...")
