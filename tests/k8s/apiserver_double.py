@@ -214,7 +214,9 @@ class ApiServerDouble:
         body: dict[str, Any],
         replace_of: dict[str, Any] | None,
     ) -> web.Response:
-        _, kind, namespaced = RESOURCES[resource]
+        api_version, kind, namespaced = RESOURCES[resource]
+        # As the real API server: apiVersion and kind may be left out, the path says them.
+        body = {"apiVersion": api_version, "kind": kind, **body}
         problem = validation_error(body)
         if problem is None and body.get("kind") != kind:
             problem = f"kind {body.get('kind')!r} sent to {resource}"
