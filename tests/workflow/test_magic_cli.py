@@ -169,3 +169,18 @@ def test_cli_dry_run(tmp_path, home, capsys):
     args = cli(tmp_path, home, broker).parse_args(["run", "-f", str(path), "--dry-run"])
     assert args.func(args) == 0
     assert yaml.safe_load(capsys.readouterr().out)["spec"]["entrypoint"] == "dshare-dag"
+
+
+def test_no_wait_returns_while_the_run_goes_on(shell, home, capsys):
+    ip, magics, broker = shell
+    run = ip.run_cell_magic(
+        "dshare_run",
+        "--no-wait",
+        "jobs: ['i=0; while [ ! -e go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done']",
+    )
+    assert capsys.readouterr().out.endswith(f"run {run.id} started; see %dshare_status {run.id}\n")
+    assert run.state == "running"
+    (home / "go").touch()
+    magics.threads[run.id].join()
+    assert run.state == "succeeded"
+    assert broker.finished == [(run.id, "succeeded", broker.finished[0][2])]
