@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -115,3 +115,20 @@ class AsyncBrokerClient:
 
     async def list_leases(self, scope: str = "mine") -> list[dict[str, Any]]:
         return list((await self.call("GET", "leases", query={"scope": scope}))["items"])
+
+    async def start_run(self, name: str, lease_ids: list[str], spec_sha256: str) -> dict[str, Any]:
+        payload = {"name": name, "lease_ids": lease_ids, "spec_sha256": spec_sha256}
+        return dict(await self.call("POST", "runs", payload))
+
+    async def finish_run(
+        self, run_id: str, outcome: str, result_sha256: str | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"outcome": outcome}
+        if result_sha256:
+            payload["result_sha256"] = result_sha256
+        return dict(await self.call("POST", f"runs/{quote(run_id, safe='')}/finish", payload))
+
+
+def from_environment() -> AsyncBrokerClient:
+    """The client the magic and the CLI use: the broker the spawner configured."""
+    return AsyncBrokerClient(os.environ.get("DSHARE_BROKER_URL", ""))

@@ -46,6 +46,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         port=free_port(),
         hub_port=free_port(),
         broker_base_port=free_port_block(3),
+        proxy_api_port=free_port(),
     )
     out_dir = Path(os.environ.get("DSHARE_TEST_OUTPUT", root))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import pytest
 from dshare_hub.auth.directory import DirectoryUser, edit_directory
 from dshare_hub.auth.passwords import hash_password
 
-from .hubclient import HubSession
+from hubclient import HubSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

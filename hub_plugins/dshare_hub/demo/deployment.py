@@ -56,6 +56,7 @@ class Deployment:
             DSHARE_PORT=str(self.layout.port),
             DSHARE_HUB_PORT=str(self.layout.hub_port),
             DSHARE_BROKER_BASE_PORT=str(self.layout.broker_base_port),
+            DSHARE_PROXY_API_PORT=str(self.layout.proxy_api_port),
             DSHARE_PROXY_COMMAND=proxy_command(),
         )
         # Hub-managed services and spawned servers find `dshare` and `jupyterhub-singleuser`
@@ -73,7 +74,7 @@ class Deployment:
             stderr=subprocess.STDOUT if self.log_file else None,
             start_new_session=True,
         )
-        wait_for(f"{self.layout.public_url}hub/health", timeout)
+        wait_for(f"{self.layout.public_url}hub/health", timeout, ok_only=True)
         if self.process.poll() is not None:
             raise RuntimeError(f"JupyterHub exited at start with status {self.process.returncode}")
         seed(self.layout)

@@ -25,6 +25,7 @@ c.JupyterHub.cookie_secret_file = str(layout.hub_dir / "cookie_secret")
 c.JupyterHub.pid_file = str(layout.hub_dir / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(layout.hub_dir / "proxy.pid")
 c.ConfigurableHTTPProxy.auth_token = layout.secret_file("proxy-token")
+c.ConfigurableHTTPProxy.api_url = f"http://{layout.ip}:{layout.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [os.environ.get("DSHARE_PROXY_COMMAND", "configurable-http-proxy")]
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.cleanup_proxy = True
@@ -40,10 +41,10 @@ c.JupyterHub.custom_scopes = roles["custom_scopes"]
 c.JupyterHub.load_roles = [
     *roles["load_roles"],
     {
-        # The demo seeder registers sample data as each org's admin: it may create tokens
-        # for users, nothing else.
+        # The demo seeder registers sample data as each org's admin: it creates the admins
+        # with the groups the authenticator would give them, and short-lived tokens.
         "name": "dshare-demo-seeder",
-        "scopes": ["tokens", "read:users", "list:users"],
+        "scopes": ["admin:users", "admin:groups", "groups", "tokens"],
         "services": ["dshare-demo-seeder"],
     },
 ]
@@ -81,7 +82,7 @@ c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareLocalSpawner"
 c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 90
-c.DShareLocalSpawner.data_dir = str(layout.root)
-c.DShareLocalSpawner.broker_url_template = (
-    f"http://{layout.ip}:{layout.port}/services/dshare-{{org_lower}}/"
-)
+# The class is DShareSimpleLocalSpawner (DShareLocalSpawner is its alias); traitlets
+# config is keyed by the class's own name.
+c.DShareSimpleLocalSpawner.data_dir = str(layout.homes)
+c.DShareSimpleLocalSpawner.hub_url = layout.public_url

@@ -20,6 +20,7 @@ class DemoLayout:
     port: int = 8000
     hub_port: int = 8081
     broker_base_port: int = 8101
+    proxy_api_port: int = 8001
 
     @property
     def ledger_db(self) -> Path:
@@ -98,4 +99,5 @@ def layout_from_env() -> DemoLayout:
         port=int(os.environ.get("DSHARE_PORT", "8000")),
         hub_port=int(os.environ.get("DSHARE_HUB_PORT", "8081")),
         broker_base_port=int(os.environ.get("DSHARE_BROKER_BASE_PORT", "8101")),
+        proxy_api_port=int(os.environ.get("DSHARE_PROXY_API_PORT", "8001")),
     )

@@ -56,7 +56,7 @@ def provision(layout: DemoLayout) -> dict[str, str]:
     for org in ORGS:
         org_dir = layout.org_dir(org)
         org_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not (layout.identities / org.lower()).exists():
+        if not (layout.identities / org).exists():
             log.info("creating the ledger identity of %s", org)
             create_org(layout.identities, org, ledger_db=layout.ledger_db)
         if not layout.kek_file(org).exists():

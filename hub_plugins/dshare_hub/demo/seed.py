@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .content import DemoDataset, make_datasets
+from .content import DemoDataset, DemoUser, demo_users, make_datasets
 from .layout import DemoLayout
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,44 @@ def _request(
             return e.code, body.decode(errors="replace")
 
 
-def wait_for(url: str, timeout: float = 60.0) -> None:
-    """Poll `url` until it answers (any HTTP status) or `timeout` seconds pass."""
+def wait_for(url: str, timeout: float = 60.0, *, ok_only: bool = False) -> None:
+    """Poll `url` until it answers (with 200 when `ok_only`) or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(url, timeout=2).close()  # noqa: S310
             return
         except urllib.error.HTTPError:
-            return
+            if not ok_only:
+                return
         except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise SeedError(f"{url} did not answer within {timeout:.0f} s") from None
-            time.sleep(0.25)
+            pass
+        if time.monotonic() > deadline:
+            raise SeedError(f"{url} did not answer within {timeout:.0f} s") from None
+        time.sleep(0.25)
+
+
+def ensure_hub_user(layout: DemoLayout, user: DemoUser) -> None:
+    """Make `user` known to the hub with the groups the authenticator gives at login.
+
+    Users exist in the hub only after their first login; the seeder acts for the org
+    admins before anyone has logged in, so it creates them as the authenticator would.
+    """
+    seeder = layout.secret_file("seeder-token")
+    api = layout.hub_api_url
+    status, body = _request(f"{api}/users/{user.name}", seeder, "POST", {})
+    if status not in (201, 409):
+        raise SeedError(f"the hub refused to create {user.name}: {status} {body}")
+    groups = [f"org:{user.org}", *(f"role:{role}" for role in user.roles)]
+    for group in groups:
+        status, body = _request(f"{api}/groups/{group}", seeder, "POST", {})
+        if status not in (201, 409):
+            raise SeedError(f"the hub refused to create group {group}: {status} {body}")
+        status, body = _request(
+            f"{api}/groups/{group}/users", seeder, "POST", {"users": [user.name]}
+        )
+        if status != 200:
+            raise SeedError(f"the hub refused to add {user.name} to {group}: {status} {body}")
 
 
 def user_token(layout: DemoLayout, user: str) -> str:
@@ -89,6 +114,9 @@ def register(layout: DemoLayout, dataset: DemoDataset) -> None:
 def seed(layout: DemoLayout) -> int:
     """Register every sample dataset not yet on the ledger; return how many are there."""
     datasets = make_datasets(layout.data)
+    for user in demo_users():
+        if "admin" in user.roles:
+            ensure_hub_user(layout, user)
     for org in {d.org for d in datasets}:
         wait_for(f"{layout.public_url}services/dshare-{org.lower()}/api/v1/me", 60)
     for dataset in datasets:
