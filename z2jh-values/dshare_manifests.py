@@ -698,8 +698,7 @@ _Dumper.add_representer(str, _str)
 
 def dump(objects: list[Obj]) -> str:
     return HEADER + "---\n".join(
-        yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-        for obj in objects
+        yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False) for obj in objects
     )
 
 

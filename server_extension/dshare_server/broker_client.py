@@ -106,9 +106,7 @@ class AsyncBrokerClient:
     ) -> Any:
         """Like `forward`, but raises `BrokerError` for any refusal."""
         body = json.dumps(payload).encode() if payload is not None else None
-        reply = await self.forward(
-            method, path, query=urlencode(query) if query else "", body=body
-        )
+        reply = await self.forward(method, path, query=urlencode(query) if query else "", body=body)
         if reply.status >= 400:
             raise BrokerError(reply.status, reply.body if isinstance(reply.body, dict) else {})
         return reply.body

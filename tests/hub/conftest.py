@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from dshare_hub.demo.deployment import Deployment
 from dshare_hub.demo.layout import DemoLayout
 

@@ -6,10 +6,8 @@ import json
 import re
 
 import pytest
-
 from dshare_hub.auth.directory import DirectoryUser, edit_directory
 from dshare_hub.auth.passwords import hash_password
-
 from hubclient import HubSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -35,8 +33,11 @@ async def test_scientist_reaches_jupyterlab_with_dshare(deployment, logins):
     assert response.code == 302, response.body
     page = await session.start_server()
     config = json.loads(
-        re.search(rb'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
-                  page.body, re.S).group(1)
+        re.search(
+            rb'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+            page.body,
+            re.S,
+        ).group(1)
     )
     names = [ext["name"] for ext in config.get("federated_extensions", [])]
     assert "dshare" in names, f"the DataExplorer labextension is not loaded: {names}"
@@ -65,7 +66,10 @@ async def test_sample_datasets_are_listed_for_every_org(deployment, logins):
 async def test_user_without_org_is_refused_with_reason(deployment):
     with edit_directory(deployment.layout.user_directory) as users:
         users["drifter"] = DirectoryUser(
-            name="drifter", org=None, roles=("scientist",), password_hash=hash_password("pw-drifter")
+            name="drifter",
+            org=None,
+            roles=("scientist",),
+            password_hash=hash_password("pw-drifter"),
         )
     session = HubSession(deployment.layout.public_url)
     response = await session.login("drifter", "pw-drifter")

@@ -16,10 +16,34 @@ from typing import Any
 
 ORGS: tuple[str, ...] = ("UiS", "UiO", "UiB")
 
-WORDS = (
-    "ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
-    "labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco"
-).split()
+WORDS = [
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+    "incididunt",
+    "ut",
+    "labore",
+    "et",
+    "dolore",
+    "magna",
+    "aliqua",
+    "enim",
+    "ad",
+    "minim",
+    "veniam",
+    "quis",
+    "nostrud",
+    "exercitation",
+    "ullamco",
+]
 
 
 @dataclass(frozen=True)
@@ -126,7 +150,8 @@ def make_datasets(root: Path) -> list[DemoDataset]:
     """
     datasets: list[DemoDataset] = []
     for org in ORGS:
-        rng = random.Random(f"dshare-demo-{org}")
+        # Deterministic sample data, not secrets: the seeded generator is the point.
+        rng = random.Random(f"dshare-demo-{org}")  # noqa: S311
         org_dir = root / org.lower()
         corpus_dir = org_dir / "lorem-corpus"
         manifest = org_dir / "expected.json"
@@ -183,8 +208,7 @@ def make_datasets(root: Path) -> list[DemoDataset]:
                 org=org,
                 name=f"{org} patient visits",
                 description=(
-                    "Synthetic visit records. The owner approves each lease; one lessee at "
-                    "a time."
+                    "Synthetic visit records. The owner approves each lease; one lessee at a time."
                 ),
                 tags=["tabular", "health", "pii", "approval"],
                 directory=org_dir / "patients",

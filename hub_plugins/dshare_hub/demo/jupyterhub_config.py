@@ -4,7 +4,6 @@
 # the same file serves the demo, the integration tests (random ports, temp dirs) and a
 # single-machine install. Secrets are read from files in the data directory, never from
 # this file.
-# ruff: noqa: F821  (`c` is JupyterHub's config object)
 
 import os
 import sys
@@ -13,6 +12,7 @@ from dshare_hub.auth.roles import broker_service_name, hub_roles
 from dshare_hub.demo.content import ORGS
 from dshare_hub.demo.layout import layout_from_env
 
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - the config loader's
 layout = layout_from_env()
 orgs = list(ORGS)
 
@@ -26,7 +26,9 @@ c.JupyterHub.pid_file = str(layout.hub_dir / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(layout.hub_dir / "proxy.pid")
 c.ConfigurableHTTPProxy.auth_token = layout.secret_file("proxy-token")
 c.ConfigurableHTTPProxy.api_url = f"http://{layout.ip}:{layout.proxy_api_port}"
-c.ConfigurableHTTPProxy.command = [os.environ.get("DSHARE_PROXY_COMMAND", "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.command = [
+    os.environ.get("DSHARE_PROXY_COMMAND", "configurable-http-proxy")
+]
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.cleanup_proxy = True
 
@@ -73,7 +75,11 @@ for index, org in enumerate(orgs):
         }
     )
 services.append(
-    {"name": "dshare-demo-seeder", "api_token": layout.secret_file("seeder-token"), "display": False}
+    {
+        "name": "dshare-demo-seeder",
+        "api_token": layout.secret_file("seeder-token"),
+        "display": False,
+    }
 )
 c.JupyterHub.services = services
 

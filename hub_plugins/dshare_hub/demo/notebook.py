@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .content import ORGS
 
@@ -76,14 +77,14 @@ f.close()
 """
 
 
-def _cell(kind: str, source: str) -> dict:
-    cell = {"cell_type": kind, "metadata": {}, "source": source}
+def _cell(kind: str, source: str) -> dict[str, Any]:
+    cell: dict[str, Any] = {"cell_type": kind, "metadata": {}, "source": source}
     if kind == "code":
         cell.update({"execution_count": None, "outputs": []})
     return cell
 
 
-def notebook() -> dict:
+def notebook() -> dict[str, Any]:
     corpora = ", ".join(repr(f"{org.lower()}-lorem-corpus") for org in ORGS)
     cells = [
         _cell(
@@ -115,9 +116,7 @@ def write_experiment(home: Path) -> None:
     """Put the experiment into a scientist's home, leaving anything they changed alone."""
     home.mkdir(parents=True, exist_ok=True)
     files = {
-        "workflow.yaml": WORKFLOW.format(
-            jobs="".join(JOB.format(low=org.lower()) for org in ORGS)
-        ),
+        "workflow.yaml": WORKFLOW.format(jobs="".join(JOB.format(low=org.lower()) for org in ORGS)),
         "final-result.py": FINAL_SCRIPT,
         "experiment.ipynb": json.dumps(notebook(), indent=1) + "\n",
     }

@@ -83,7 +83,10 @@ def provision(layout: DemoLayout) -> dict[str, str]:
                 continue
             password = secrets.token_urlsafe(9)
             users[user.name] = DirectoryUser(
-                name=user.name, org=user.org, roles=user.roles, password_hash=hash_password(password)
+                name=user.name,
+                org=user.org,
+                roles=user.roles,
+                password_hash=hash_password(password),
             )
             created[user.name] = password
     if created:

@@ -157,17 +157,15 @@ def make_projected_token_volume(*, audience: str, expiration_seconds: int) -> di
     """
     if expiration_seconds < 600:
         raise ValueError(f"token expiration_seconds must be at least 600, got {expiration_seconds}")
+    token: dict[str, Any] = {"expirationSeconds": expiration_seconds, "path": TOKEN_FILE}
+    if audience:
+        # Empty: the API server's own audience, which is what the Kubernetes API accepts.
+        token = {"audience": audience, **token}
     return {
         "name": TOKEN_VOLUME,
         "projected": {
             "sources": [
-                {
-                    "serviceAccountToken": {
-                        "audience": audience,
-                        "expirationSeconds": expiration_seconds,
-                        "path": TOKEN_FILE,
-                    }
-                },
+                {"serviceAccountToken": token},
                 {
                     "downwardAPI": {
                         "items": [
