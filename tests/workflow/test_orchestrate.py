@@ -178,3 +178,20 @@ def test_working_dir_follows_the_notebook(tmp_path, home):
     ctx = context(tmp_path, home, cwd=str(home / "project"))
     assert ctx.working_dir() == "/home/jovyan/project"
     assert context(tmp_path, home, cwd=str(tmp_path)).working_dir() == "/home/jovyan"
+
+
+def test_local_run_keeps_job_states_for_the_runs_panel(tmp_path, home):
+    import json
+
+    broker = InMemoryBroker()
+    run = asyncio.run(
+        run_workflow(
+            "jobs: ['echo one', 'exit 3']\ndags: ['1 >> 2']", broker, context(tmp_path, home)
+        )
+    )
+    recorded = json.loads((tmp_path / "runs" / run.id / "run.json").read_text())
+    assert recorded["state"] == "failed"
+    assert [(j["name"], j["state"], j["exit_code"]) for j in recorded["jobs"]] == [
+        ("job-1", "succeeded", 0),
+        ("job-2", "failed", 3),
+    ]

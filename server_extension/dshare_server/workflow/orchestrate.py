@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import posixpath
 from collections.abc import Callable, Mapping
@@ -118,6 +119,14 @@ def result_sha256(run: Run) -> str:
     return h.hexdigest()
 
 
+def record(run: Run, path: Path) -> None:
+    """Write the run's state where other processes can read it, never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run.as_dict(), sort_keys=True))
+    os.replace(tmp, path)
+
+
 def new_run(spec: Spec, run_id: str, name: str, mode: str) -> Run:
     return Run(
         id=run_id,
@@ -163,6 +172,15 @@ async def run_workflow(
     started = await broker.start_run(name, spec.lease_ids, spec.sha256())
     run_id = str(started["run"]["id"])
     run = new_run(spec, run_id, name, ctx.mode)
+    if ctx.mode == "local":
+        # The server extension's My runs panel reads job states from here.
+        record_path = ctx.run_dir(run_id) / "run.json"
+        user_notify = notify
+
+        def notify(run: Run) -> None:
+            record(run, record_path)
+            user_notify(run)
+
     outcome = "failed"
     report = True
     try:

@@ -568,7 +568,7 @@ class _Parser:
                 continue
             id_node, raw_id = fields["id"]
             # Ids are hex; whitespace only appears when one was wrapped or copied from a PDF.
-            lease_id = "".join((raw_id or "").split())
+            lease_id = self.resolve("".join((raw_id or "").split()))
             path_node, path = fields["path"]
             assert path is not None
             vname = fields["name"][1] if "name" in fields else ""
@@ -610,6 +610,21 @@ class _Parser:
             return False
         paths.add(norm)
         return True
+
+    def resolve(self, volume_id: str) -> str:
+        """A dataset id names the caller's lease of that dataset, so a workflow.yaml can
+        say `id: uis-lorem-corpus` and stay valid across leases. Lease ids pass through."""
+        if self.leases is None or volume_id in self.leases:
+            return volume_id
+        mine = [
+            lease
+            for lease in self.leases.values()
+            if lease.asset_id == volume_id and (self.user is None or lease.lessee_user == self.user)
+        ]
+        # The usable lease first; else the one whose refusal explains the most (pending).
+        rank = {"active": 0, "pending": 1}
+        mine.sort(key=lambda lease: (not lease.is_active(self.now), rank.get(lease.state, 2)))
+        return mine[0].id if mine else volume_id
 
     def lease(self, node: yaml.Node, lease_id: str, where: str) -> bool:
         if not lease_id:
