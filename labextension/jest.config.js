@@ -22,6 +22,11 @@ const baseConfig = jestJupyterLab(__dirname);
 module.exports = {
   ...baseConfig,
   automock: false,
+  moduleNameMapper: {
+    ...baseConfig.moduleNameMapper,
+    // jsdom picks yaml's browser ES build; its CommonJS build is the same code.
+    '^yaml$': '<rootDir>/node_modules/yaml/dist/index.js'
+  },
   collectCoverageFrom: ['src/**/*.{ts,tsx}', '!src/**/*.d.ts'],
   coverageReporters: ['text-summary'],
   testRegex: 'src/__tests__/.*\\.spec\\.tsx?$',
