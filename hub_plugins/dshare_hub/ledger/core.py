@@ -28,7 +28,9 @@ from dshare_chaincode.tx import fmt_time
 
 from . import LedgerError
 from .identity import IdentityError, OrgIdentity, check_chain, verify_signature
-from .snapshot import SnapshotStub, scan
+from .inbox import Inbox, Item
+from .inbox import decode as decode_item
+from .snapshot import Effects, SnapshotStub, scan
 from .store import connect, init_schema
 from .txlog import (
     GENESIS_HASH,
@@ -39,6 +41,7 @@ from .txlog import (
     new_nonce,
     new_tx_id,
     sha256_hex,
+    unb64,
 )
 
 IDENTITY_REJECTED = "IDENTITY_REJECTED"
@@ -78,7 +81,7 @@ class Endorsed:
 class _Pending:
     proposal: Proposal
     signature: bytes
-    stub: SnapshotStub
+    effects: Effects
     result: bytes
     done: bool = False
     error: BaseException | None = None
@@ -87,10 +90,12 @@ class _Pending:
 
 @dataclass
 class CommitStats:
-    batches: int = 0
+    batches: int = 0  # in-process batches handed to the inbox
     transactions: int = 0
     conflicts: int = 0
     sizes: list[int] = field(default_factory=list)
+    commits: int = 0  # durable SQLite commits this process made (one fsync each)
+    committed: int = 0  # transactions those commits carried, from every process
 
 
 class LedgerCore:
@@ -101,6 +106,7 @@ class LedgerCore:
         init_schema(self.path)
         self._writer = connect(self.path)
         self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._inbox = Inbox(self.path)
         self._local = threading.local()
         self._thread_write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
@@ -133,6 +139,7 @@ class LedgerCore:
                 conn.close()
             self._readers.clear()
         self._writer.close()
+        self._inbox.close()
         os.close(self._lock_fd)
 
     # -- organizations -----------------------------------------------------------------------
@@ -205,6 +212,12 @@ class LedgerCore:
             )
         if p.tx_id != new_tx_id(p.nonce, p.cert_pem):
             raise LedgerError(LEDGER_ERROR, f"transaction id {p.tx_id} does not match its nonce")
+        if self._reader().execute("SELECT 1 FROM txlog WHERE tx_id = ?", (p.tx_id,)).fetchone():
+            raise LedgerError(
+                LEDGER_ERROR,
+                f"transaction {p.tx_id} was already committed; a proposal is never replayed",
+                p.tx_id,
+            )
         if p.args_digest != args_digest(p.fn, args):
             raise LedgerError(
                 LEDGER_ERROR, f"the arguments of transaction {p.tx_id} do not match its digest"
@@ -306,7 +319,9 @@ class LedgerCore:
 
     def commit(self, endorsed: Endorsed) -> bytes:
         """Validate the read set and append durably (sharing an fsync with concurrent commits)."""
-        pending = _Pending(endorsed.proposal, endorsed.signature, endorsed.stub, endorsed.result)
+        pending = _Pending(
+            endorsed.proposal, endorsed.signature, endorsed.stub.effects(), endorsed.result
+        )
         self._group_commit(pending)
         if pending.error is not None:
             raise pending.error
@@ -342,32 +357,25 @@ class LedgerCore:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
-        conn = self._writer
         try:
-            with self._write_lock():
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(
-                        "SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1"
-                    ).fetchone()
-                    seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
-                    for item in batch:
-                        try:
-                            self._validate(conn, item)
-                        except (ReadConflict, LedgerError) as exc:
-                            item.error = exc
-                            self.stats.conflicts += 1
-                            continue
-                        seq += 1
-                        prev = self._apply(conn, item, seq, prev)
-                        item.seq = seq
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            ids = self._inbox.put([Item(p.proposal, p.signature, p.effects) for p in batch])
+            try:
+                with self._write_lock():
+                    outcomes = self._inbox.take_outcomes(ids)
+                    if len(outcomes) < len(ids):
+                        # Nobody committed ours yet: commit everything waiting, ours included.
+                        processed = self._process(self._inbox.waiting())
+                        self._inbox.finish(processed, keep_for=set(ids))
+                        outcomes.update({i: processed[i] for i in ids if i in processed})
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._inbox.discard(ids)
+                raise
+            for inbox_id, item in zip(ids, batch, strict=True):
+                self._settle(item, outcomes.get(inbox_id))
         except BaseException as exc:
             for item in batch:
-                if item.error is None:
+                if item.error is None and not item.seq:
                     item.error = exc
         finally:
             self.stats.batches += 1
@@ -378,20 +386,71 @@ class LedgerCore:
                     item.done = True
 
     @staticmethod
-    def _validate(conn: sqlite3.Connection, item: _Pending) -> None:
-        stub = item.stub
-        if conn.execute("SELECT 1 FROM txlog WHERE tx_id = ?", (item.proposal.tx_id,)).fetchone():
-            raise LedgerError(
+    def _settle(item: _Pending, outcome: dict[str, Any] | None) -> None:
+        tx_id = item.proposal.tx_id
+        if outcome is None or outcome.get("tx_id") != tx_id:
+            item.error = LedgerError(
                 LEDGER_ERROR,
-                f"transaction {item.proposal.tx_id} was already committed; "
-                "a proposal is never replayed",
-                item.proposal.tx_id,
+                f"the outcome of transaction {tx_id} was lost; look for it with "
+                "`dshare ledger log` before retrying",
+                tx_id,
             )
-        for key, version in stub.reads.items():
+        elif outcome["status"] == "ok":
+            item.seq = int(outcome["seq"])
+        elif outcome["status"] == "conflict":
+            item.error = ReadConflict(unb64(outcome["key"]))
+        else:
+            item.error = LedgerError(outcome["code"], outcome["message"], tx_id)
+
+    def _process(self, waiting: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
+        """Validate and apply every waiting transaction in one durable SQLite transaction."""
+        conn = self._writer
+        out: dict[int, dict[str, Any]] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
+            for inbox_id, payload in waiting:
+                try:
+                    item = decode_item(payload)
+                except (ValueError, KeyError, TypeError):
+                    out[inbox_id] = {
+                        "status": "error",
+                        "tx_id": None,
+                        "code": LEDGER_ERROR,
+                        "message": "an unreadable transaction was dropped from the inbox",
+                    }
+                    continue
+                tx_id = item.proposal.tx_id
+                done = conn.execute("SELECT seq FROM txlog WHERE tx_id = ?", (tx_id,)).fetchone()
+                if done is not None:
+                    # Committed by a process that died before it could leave the outcome.
+                    out[inbox_id] = {"status": "ok", "tx_id": tx_id, "seq": done[0]}
+                    continue
+                try:
+                    self._validate(conn, item.effects)
+                except ReadConflict as exc:
+                    self.stats.conflicts += 1
+                    out[inbox_id] = {"status": "conflict", "tx_id": tx_id, "key": b64(exc.key)}
+                    continue
+                seq += 1
+                prev = self._apply(conn, item, seq, prev)
+                out[inbox_id] = {"status": "ok", "tx_id": tx_id, "seq": seq}
+            conn.execute("COMMIT")
+            self.stats.commits += 1
+            self.stats.committed += len(waiting)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return out
+
+    @staticmethod
+    def _validate(conn: sqlite3.Connection, effects: Effects) -> None:
+        for key, version in effects.reads.items():
             row = conn.execute("SELECT version FROM state WHERE key = ?", (key,)).fetchone()
             if (row[0] if row else 0) != version:
                 raise ReadConflict(key)
-        for rr in stub.ranges:
+        for rr in effects.ranges:
             limit = len(rr.results) + 1 if rr.exhausted else len(rr.results)
             now = [(bytes(k), ver) for k, _v, ver in scan(conn, rr.start, rr.end, limit)]
             if now != rr.results:
@@ -402,9 +461,9 @@ class LedgerCore:
                 raise ReadConflict(changed)
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, item: _Pending, seq: int, prev: str) -> str:
-        p, stub = item.proposal, item.stub
-        writes = sorted(stub.writes.items())
+    def _apply(conn: sqlite3.Connection, item: Item, seq: int, prev: str) -> str:
+        p, effects = item.proposal, item.effects
+        writes = sorted(effects.writes.items())
         for key, value in writes:
             if value is None:
                 conn.execute("DELETE FROM state WHERE key = ?", (key,))
@@ -421,7 +480,7 @@ class LedgerCore:
         body = entry_body(
             seq,
             p,
-            reads=[[k.decode(), v] for k, v in sorted(stub.reads.items())],
+            reads=[[k.decode(), v] for k, v in sorted(effects.reads.items())],
             ranges=[
                 [
                     rr.start.decode(),
@@ -429,10 +488,10 @@ class LedgerCore:
                     rr.exhausted,
                     [[k.decode(), v] for k, v in rr.results],
                 ]
-                for rr in stub.ranges
+                for rr in effects.ranges
             ],
             writes=[[k.decode(), None if v is None else b64(v)] for k, v in writes],
-            event=None if stub.event is None else [stub.event[0], b64(stub.event[1])],
+            event=None if effects.event is None else [effects.event[0], b64(effects.event[1])],
             prev_hash=prev,
         )
         digest = sha256_hex(body)

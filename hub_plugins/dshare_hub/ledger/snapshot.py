@@ -22,6 +22,16 @@ SIMPLE_MIN = b"\x01"
 
 
 @dataclass
+class Effects:
+    """What executing a transaction read and would write: what commit validates and applies."""
+
+    reads: dict[bytes, int]
+    ranges: list[RangeRead]
+    writes: dict[bytes, bytes | None]
+    event: tuple[str, bytes] | None
+
+
+@dataclass
 class RangeRead:
     start: bytes
     end: bytes | None
@@ -113,6 +123,9 @@ class SnapshotStub:
 
     def set_event(self, name: str, payload: bytes) -> None:
         self.event = (name, bytes(payload))
+
+    def effects(self) -> Effects:
+        return Effects(self.reads, self.ranges, self.writes, self.event)
 
     def close(self) -> None:
         for cur in self._cursors:
