@@ -1,4 +1,4 @@
-"""One real embedded deployment per test module: JupyterHub, proxy, three brokers."""
+"""One real embedded deployment for the hub suites: JupyterHub, proxy, three brokers."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def free_port_block(n: int) -> int:
     raise RuntimeError("no block of free ports on 127.0.0.1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("dshare")
     layout = DemoLayout(
@@ -55,7 +55,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def logins(deployment: Deployment) -> dict[str, str]:
     pairs = (line.split() for line in deployment.layout.logins_file.read_text().splitlines())
     return {name: password for name, password in pairs}

@@ -31,6 +31,8 @@ c.BrokerApp.keystore_url = {keystore_url!r}
 c.BrokerApp.kek_file = {kek_file!r}
 c.BrokerApp.data_dir = {data_dir!r}
 c.BrokerApp.peers = {peers!r}
+# Owners remove what they mounted for other orgs' runs on the next pass after a run ends.
+c.BrokerApp.reaper_interval = 5.0
 """
 
 
