@@ -61,9 +61,11 @@ $(NODE_TOOLS)/configurable-http-proxy: tools/package.json tools/package-lock.jso
 labextension/node_modules/.package-lock.json: labextension/package.json labextension/package-lock.json
 	cd labextension && npm ci --no-audit --no-fund --loglevel=error
 
+# Built with JupyterLab 4.6's @jupyter/builder (it calls the venv's jupyter-builder), then
+# linked into the venv as `pip install` of the wheel would place it.
 $(LABEXT_OUT): labextension/node_modules/.package-lock.json $(LABEXT_SRC) $(VENV)/.installed
-	cd labextension && PATH=$(BIN):$$PATH npm run build:prod
-	$(BIN)/jupyter labextension develop --overwrite . >/dev/null
+	cd labextension && npm run build:prod
+	cd server_extension && $(BIN)/jupyter labextension develop --overwrite dshare_server >/dev/null
 
 lint: install
 	$(BIN)/ruff check .
