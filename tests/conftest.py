@@ -1,13 +1,19 @@
-"""One real embedded deployment for the hub suites: JupyterHub, proxy, three brokers."""
+"""Fixtures shared across suites: one real embedded deployment (JupyterHub, proxy, three
+brokers) per session, started only when a test asks for it, and the demo logins."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Helpers shared by the hub and browser suites (a person's view of the hub).
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
 from dshare_hub.demo.deployment import Deployment
 from dshare_hub.demo.layout import DemoLayout
 
