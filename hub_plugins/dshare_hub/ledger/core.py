@@ -107,6 +107,7 @@ class LedgerCore:
         self._writer = connect(self.path)
         self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._inbox = Inbox(self.path)
+        self._collected: list[int] = []  # outcome ids read, deleted with the next put
         self._local = threading.local()
         self._thread_write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
@@ -345,12 +346,15 @@ class LedgerCore:
                 self._leader = False
                 self._cond.notify_all()
 
+    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock(fcntl.LOCK_EX)
+
     @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
+    def _lock(self, mode: int) -> Iterator[None]:
         # flock wakes a waiting process at once; SQLite's busy handler would sleep and poll.
         # flock does not exclude threads sharing the descriptor, hence the thread lock too.
         with self._thread_write_lock:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            fcntl.flock(self._lock_fd, mode)
             try:
                 yield
             finally:
@@ -358,15 +362,10 @@ class LedgerCore:
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
-            ids = self._inbox.put([Item(p.proposal, p.signature, p.effects) for p in batch])
+            forget, self._collected = self._collected, []
+            ids = self._inbox.put([Item(p.proposal, p.signature, p.effects) for p in batch], forget)
             try:
-                with self._write_lock():
-                    outcomes = self._inbox.take_outcomes(ids)
-                    if len(outcomes) < len(ids):
-                        # Nobody committed ours yet: commit everything waiting, ours included.
-                        processed = self._process(self._inbox.waiting())
-                        self._inbox.finish(processed, keep_for=set(ids))
-                        outcomes.update({i: processed[i] for i in ids if i in processed})
+                outcomes = self._await_outcomes(ids)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._inbox.discard(ids)
@@ -384,6 +383,25 @@ class LedgerCore:
             with self._cond:
                 for item in batch:
                     item.done = True
+
+    def _await_outcomes(self, ids: list[int]) -> dict[int, Any]:
+        # A shared lock is granted to every waiter at once when the committing process lets
+        # go, so the processes whose transactions it carried all see their outcomes together
+        # instead of taking the exclusive lock one after another.
+        with self._lock(fcntl.LOCK_SH):
+            outcomes = self._inbox.outcomes(ids)
+        if len(outcomes) == len(ids):
+            self._collected.extend(ids)
+            return outcomes
+        with self._write_lock():
+            outcomes = self._inbox.outcomes(ids)
+            self._collected.extend(outcomes)
+            if len(outcomes) < len(ids):
+                # Nobody committed ours yet: commit everything waiting, ours included.
+                processed = self._process(self._inbox.waiting())
+                self._inbox.finish(processed, keep_for=set(ids))
+                outcomes.update({i: processed[i] for i in ids if i in processed})
+        return outcomes
 
     @staticmethod
     def _settle(item: _Pending, outcome: dict[str, Any] | None) -> None:
@@ -464,19 +482,16 @@ class LedgerCore:
     def _apply(conn: sqlite3.Connection, item: Item, seq: int, prev: str) -> str:
         p, effects = item.proposal, item.effects
         writes = sorted(effects.writes.items())
-        for key, value in writes:
-            if value is None:
-                conn.execute("DELETE FROM state WHERE key = ?", (key,))
-            else:
-                conn.execute(
-                    "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
-                    (key, value, seq),
-                )
-            conn.execute(
-                "INSERT INTO history (key, seq, tx_id, timestamp, is_delete, value) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, seq, p.tx_id, p.timestamp, int(value is None), value),
-            )
+        conn.executemany("DELETE FROM state WHERE key = ?", [(k,) for k, v in writes if v is None])
+        conn.executemany(
+            "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
+            [(k, v, seq) for k, v in writes if v is not None],
+        )
+        conn.executemany(
+            "INSERT INTO history (key, seq, tx_id, timestamp, is_delete, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(k, seq, p.tx_id, p.timestamp, int(v is None), v) for k, v in writes],
+        )
         body = entry_body(
             seq,
             p,

@@ -109,9 +109,13 @@ class Inbox:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def put(self, items: list[Item]) -> list[int]:
+    def put(self, items: list[Item], forget: list[int]) -> list[int]:
+        """Leave `items`; also drop the outcomes `forget` already collected (no extra commit)."""
         with self._locked():
             self._conn.execute("BEGIN IMMEDIATE")
+            if forget:
+                marks = ",".join("?" * len(forget))
+                self._conn.execute(f"DELETE FROM outcome WHERE id IN ({marks})", forget)  # noqa: S608
             ids = []
             for item in items:
                 cur = self._conn.execute("INSERT INTO inbox (payload) VALUES (?)", (encode(item),))
@@ -119,18 +123,13 @@ class Inbox:
             self._conn.execute("COMMIT")
         return ids
 
-    def take_outcomes(self, ids: list[int]) -> dict[int, Any]:
-        """Outcomes another process left for `ids` (removed once read)."""
+    def outcomes(self, ids: list[int]) -> dict[int, Any]:
+        """Outcomes another process left for `ids`; a read, so many waiters read at once."""
         marks = ",".join("?" * len(ids))
-        with self._locked():
-            self._conn.execute("BEGIN IMMEDIATE")
-            rows = self._conn.execute(
-                f"SELECT id, body FROM outcome WHERE id IN ({marks})",  # noqa: S608 - placeholders
-                ids,
-            ).fetchall()
-            if rows:
-                self._conn.execute(f"DELETE FROM outcome WHERE id IN ({marks})", ids)  # noqa: S608
-            self._conn.execute("COMMIT")
+        rows = self._conn.execute(
+            f"SELECT id, body FROM outcome WHERE id IN ({marks})",  # noqa: S608 - placeholders
+            ids,
+        ).fetchall()
         return {i: json.loads(body) for i, body in rows}
 
     def waiting(self) -> list[tuple[int, bytes]]:
