@@ -20,7 +20,7 @@ LABEXT_SRC := $(shell find labextension/src labextension/style labextension/sche
 export PATH := $(BIN):$(CURDIR)/$(NODE_TOOLS):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test lint typecheck lock clean bench
+.PHONY: demo test install install-test lint typecheck lock clean bench proof
 
 demo: install
 	$(BIN)/dshare demo
@@ -76,6 +76,11 @@ typecheck: install
 
 bench: install
 	bash scripts/bench.sh
+
+# The full proof suite (security, reliability, performance) and its report; its quick part
+# runs inside make test.
+proof: install-test
+	bash scripts/proof.sh
 
 # Re-resolve the newest versions the pyproject ranges allow and pin them.
 lock:
