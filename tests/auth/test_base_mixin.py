@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dshare_hub.auth.base import DShareAuthenticatorMixin, SettingsError
 from jupyterhub.auth import Authenticator
 from tornado import web
+
+from dshare_hub.auth.base import DShareAuthenticatorMixin, SettingsError
 
 
 class NameOnlyAuthenticator(Authenticator):

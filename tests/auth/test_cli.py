@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from dshare_hub.auth.cli import add_users_commands
 from dshare_hub.auth.directory import load_directory
 from dshare_hub.auth.passwords import verify_password

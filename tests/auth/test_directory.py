@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from dshare_hub.auth.directory import (
     DirectoryError,
     DirectoryUser,

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+
 from dshare_hub.auth.passwords import hash_password
 
 pytestmark = pytest.mark.slow

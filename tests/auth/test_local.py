@@ -9,11 +9,12 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from tornado import web
+
 from dshare_hub.auth.base import SettingsError
 from dshare_hub.auth.directory import DirectoryUser, save_directory
 from dshare_hub.auth.local import DShareLocalAuthenticator
 from dshare_hub.auth.lockout import FailureTracker
-from tornado import web
 
 
 class FakeClock:

@@ -9,10 +9,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from dshare_hub.auth.base import SettingsError
-from dshare_hub.auth.oauth import DShareOAuthenticator
 from tornado import web
 from tornado.httpclient import HTTPRequest, HTTPResponse
+
+from dshare_hub.auth.base import SettingsError
+from dshare_hub.auth.oauth import DShareOAuthenticator
 
 TOKEN_URL = "https://idp.example/token"
 USERINFO_URL = "https://idp.example/userinfo"

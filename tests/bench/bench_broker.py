@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
 from dshare_hub.broker.app import BrokerApp
 from dshare_hub.keys import generate_kek_line
 from dshare_hub.ledger.embedded import EmbeddedLedger
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 
 class _FixedHubAuth:

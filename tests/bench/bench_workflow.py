@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
 from dshare_server.workflow import CompileContext, LocalRunner, compile_workflow, parse
 from dshare_server.workflow.sandbox import bwrap_path
 

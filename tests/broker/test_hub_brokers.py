@@ -13,12 +13,13 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hubfixture import Hub, start_hub, stop_hub
+
 from dshare_hub.broker.app import load_openapi
 from dshare_hub.broker.peers import canonical
 from dshare_hub.keys import KekSource, KeyService, KeyServiceError, KeyStore
 from dshare_hub.ledger.embedded import EmbeddedLedger
 from dshare_hub.ledger.identity import load_identity, make_identity_files
-from hubfixture import Hub, start_hub, stop_hub
 
 pytestmark = pytest.mark.slow
 SECRET = "plaintext-Storage-Credential-7f3a"

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fabric_protos.peer import transaction_pb2
+
 from dshare_chaincode.stub import (
     Creator,
     HistoryEntry,
@@ -18,7 +20,6 @@ from dshare_chaincode.stub import (
     is_composite_key,
     partial_key_range,
 )
-from fabric_protos.peer import transaction_pb2
 
 Version = tuple[int, int]
 

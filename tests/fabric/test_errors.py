@@ -6,6 +6,9 @@ from typing import Any
 
 import grpc
 import pytest
+from fabric_protos.gateway import gateway_pb2
+from fabric_protos.peer import transaction_pb2
+
 from dshare_hub.ledger.fabric_errors import (
     STATUS_DETAILS_KEY,
     encode_status,
@@ -13,8 +16,6 @@ from dshare_hub.ledger.fabric_errors import (
     map_commit_status,
     map_rpc_error,
 )
-from fabric_protos.gateway import gateway_pb2
-from fabric_protos.peer import transaction_pb2
 
 
 class FakeRpcError(grpc.RpcError):

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import Pki
+
 from dshare_hub.ledger.fabric import FabricConfigError, FabricLedger, FabricProfile
 
 

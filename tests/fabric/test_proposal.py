@@ -10,6 +10,12 @@ from conftest import Pki
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from fabric_pki import CA
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2
+from fabric_protos.msp import identities_pb2
+from fabric_protos.peer import chaincode_pb2, proposal_pb2
+
 from dshare_hub.ledger.fabric_proposal import (
     P256_ORDER,
     IdentityError,
@@ -20,11 +26,6 @@ from dshare_hub.ledger.fabric_proposal import (
     sign_p256,
     sign_proposal,
 )
-from fabric_pki import CA
-from fabric_protos.common import common_pb2
-from fabric_protos.gateway import gateway_pb2
-from fabric_protos.msp import identities_pb2
-from fabric_protos.peer import chaincode_pb2, proposal_pb2
 
 NONCE = bytes(range(24))
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)

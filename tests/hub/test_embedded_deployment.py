@@ -6,9 +6,10 @@ import json
 import re
 
 import pytest
+from hubclient import HubSession
+
 from dshare_hub.auth.directory import DirectoryUser, edit_directory
 from dshare_hub.auth.passwords import hash_password
-from hubclient import HubSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

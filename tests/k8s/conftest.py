@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from dshare_hub.k8s.api import KubeApi, RetryPolicy
 from kubernetes_asyncio import client
+
+from dshare_hub.k8s.api import KubeApi, RetryPolicy
 
 from .apiserver_double import ApiServerDouble
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dshare_hub.k8s import objects
 from dshare_hub.k8s.api import KubeApi, KubeApiError, selector
 

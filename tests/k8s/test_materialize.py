@@ -7,6 +7,7 @@ import json
 import secrets
 
 import pytest
+
 from dshare_hub.broker.materialize import MaterializeError, Materializer
 from dshare_hub.k8s.api import KubeApi
 from dshare_hub.k8s.materialize import KubeMaterializer

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dshare_hub.k8s import objects
 from dshare_hub.k8s.names import dataset_dir_name, dns_name, label_value
 

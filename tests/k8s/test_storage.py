@@ -6,6 +6,7 @@ import json
 import secrets
 
 import pytest
+
 from dshare_hub.k8s.storage import (
     MaterializedNames,
     StorageDetailsError,

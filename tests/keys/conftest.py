@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from dshare_hub.keys import KekSource, KeyService, KeyStore, generate_kek_line
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from dshare_hub.keys import KeyService, KeyServiceError
 from dshare_hub.keys.envelope import parse_sealed
 
@@ -138,8 +139,9 @@ def test_shredding_an_unknown_asset_burns_its_id(service: KeyService) -> None:
 
 
 def test_altered_wrapped_key_row_is_reported(service: KeyService) -> None:
-    from dshare_hub.keys.store import DataKeyRow
     from sqlalchemy import update
+
+    from dshare_hub.keys.store import DataKeyRow
 
     sealed = service.seal_details("asset-1", "UiS", DETAILS)
     with service.store.engine.begin() as conn:

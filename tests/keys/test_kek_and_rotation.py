@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
+
 from dshare_hub.keys import KekSource, KeyService, KeyServiceError, KeyStore, generate_kek_line
 from dshare_hub.keys.cli import add_keys_commands
 

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from dshare_hub.keys import KekSource, KeyService, KeyServiceError, KeyStore, generate_kek_line
 
 pytestmark = pytest.mark.slow

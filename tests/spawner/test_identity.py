@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import jupyterhub
 import pytest
-from dshare_hub.spawner.base import DShareSpawnError, Identity, identity_from_groups
 from jupyterhub.utils import format_exception
 from tornado import web
+
+from dshare_hub.spawner.base import DShareSpawnError, Identity, identity_from_groups
 
 
 def test_org_and_roles_from_groups() -> None:

@@ -14,11 +14,12 @@ from unittest import mock
 
 import pytest
 import pytest_asyncio
-from dshare_hub.spawner.base import DShareSpawnError
-from dshare_hub.spawner.kube import DShareKubeSpawner
 from k8s.apiserver_double import ApiServerDouble
 from k8s.checks import assert_pod_is_locked_down, assert_role_is_narrow, assert_valid
 from kubernetes_asyncio.config import kube_config
+
+from dshare_hub.spawner.base import DShareSpawnError
+from dshare_hub.spawner.kube import DShareKubeSpawner
 
 from .conftest import TOKEN, BrokerDouble, make_hub, make_user
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+
 from dshare_hub.spawner import local
 from dshare_hub.spawner.base import DShareSpawnError
 

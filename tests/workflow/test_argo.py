@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+
 from dshare_server.workflow import parse
 from dshare_server.workflow.argo import ArgoClient, ArgoError, job_states, pod_name
 from dshare_server.workflow.exit_report import build_request, outcome_for

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from dshare_server.workflow import CompileContext, CompileError, compile_workflow, parse, to_yaml
 from dshare_server.workflow.compiler import MAX_MANIFEST_BYTES, label_value
 

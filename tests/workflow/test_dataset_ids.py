@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from dshare_server.workflow import LeaseView, SpecError, parse
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

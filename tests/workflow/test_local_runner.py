@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from dshare_server.workflow import CompileContext, LocalRunner, compile_workflow, parse
 from dshare_server.workflow.sandbox import bwrap_path
 

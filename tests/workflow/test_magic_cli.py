@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from IPython.core.displaypub import CapturingDisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
 from dshare_server.magic import DShareMagics, load_ipython_extension
 from dshare_server.workflow.cli import add_run_command
 from dshare_server.workflow.dag_svg import COLOURS
 from dshare_server.workflow.orchestrate import RunContext
-from IPython.core.displaypub import CapturingDisplayPublisher
-from IPython.core.interactiveshell import InteractiveShell
 
 from .broker_double import InMemoryBroker
 

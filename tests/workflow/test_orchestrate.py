@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from dshare_server.workflow import CompileError, LocalRunner, SpecError
 from dshare_server.workflow.orchestrate import RunContext, run_workflow
 from dshare_server.workflow.sandbox import bwrap_path

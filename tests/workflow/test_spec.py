@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from dshare_server.workflow import LeaseView, Problem, SpecError, parse
-from dshare_server.workflow.spec import MAX_BYTES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from dshare_server.workflow import LeaseView, Problem, SpecError, parse
+from dshare_server.workflow.spec import MAX_BYTES
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 LEASES = {

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from dshare_chaincode.errors import LEASE_CONFLICT, parse_wire
 from fabric_protos.gateway import gateway_pb2 as _gateway_pb2
 from fabric_protos.peer import transaction_pb2 as _transaction_pb2
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+
+from dshare_chaincode.errors import LEASE_CONFLICT, parse_wire
 
 from . import LedgerError
 
