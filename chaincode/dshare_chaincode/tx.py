@@ -4,6 +4,7 @@ every transaction needs (who submits, when, JSON state, the one event)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,14 @@ def fmt_time(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+
+
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """Inverse of `fmt_time`; refuses any other shape (fromisoformat alone is lenient)."""
+    if not TIME_RE.match(text):
+        raise ValueError(f"time {text!r} is not in the form 2026-01-31T12:00:00.000000Z")
+    return datetime.fromisoformat(text)
 
 
 class Tx:

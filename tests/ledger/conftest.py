@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from dshare_hub.ledger import Ledger
 
 pytest.register_assert_rewrite("ledger_helpers")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from dshare_hub.ledger import LedgerError
 
 

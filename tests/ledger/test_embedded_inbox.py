@@ -7,11 +7,12 @@ import json
 import sqlite3
 
 import pytest
+from ledger_helpers import asset_json
+
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import create_org
 from dshare_hub.ledger.inbox import Item, decode, encode
 from dshare_hub.ledger.verify import verify
-from ledger_helpers import asset_json
 
 
 @pytest.fixture

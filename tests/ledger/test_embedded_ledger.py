@@ -15,6 +15,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ledger_helpers import asset_json
+from ledger_workers import register_forever
+
 from dshare_chaincode.tx import fmt_time
 from dshare_hub.ledger import LedgerError
 from dshare_hub.ledger.core import LedgerCore, ReadConflict
@@ -26,8 +29,6 @@ from dshare_hub.ledger.identity import (
     make_identity_files,
 )
 from dshare_hub.ledger.verify import verify
-from ledger_helpers import asset_json
-from ledger_workers import register_forever
 
 
 @pytest.fixture
@@ -154,6 +155,18 @@ def test_proposal_far_from_the_ledger_clock_is_refused(env):
         "LEDGER_ERROR",
         f"transaction {proposal.tx_id} is timestamped {skewed}, more than 120 s from the "
         "ledger's clock; check the submitting machine's clock",
+    )
+
+
+def test_malformed_timestamp_is_refused(env):
+    core, uis, _uio = env
+    proposal, _ = core.propose(uis, "GetAsset", ["x"], "alice")
+    odd = replace(proposal, timestamp="yesterday")
+    _expect(
+        lambda: core.execute(odd, uis.sign(odd.signing_bytes()), ["x"]),
+        "LEDGER_ERROR",
+        f"transaction {proposal.tx_id}: time 'yesterday' is not in the form "
+        "2026-01-31T12:00:00.000000Z",
     )
 
 

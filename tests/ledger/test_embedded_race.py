@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 
+from ledger_helpers import asset_json
+from ledger_workers import lease_once
+
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import create_org
 from dshare_hub.ledger.verify import verify
-from ledger_helpers import asset_json
-from ledger_workers import lease_once
 
 RACERS = 50
 

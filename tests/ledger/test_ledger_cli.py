@@ -6,10 +6,11 @@ import argparse
 import sqlite3
 import stat
 
+from ledger_helpers import asset_json
+
 from dshare_hub.ledger.cli import add_ledger_commands
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import load_identity
-from ledger_helpers import asset_json
 
 
 def run(*argv: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dshare_chaincode.errors import CODES, ContractError, parse_wire
 from dshare_chaincode.stub import (
     create_composite_key,

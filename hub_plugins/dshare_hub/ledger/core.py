@@ -24,7 +24,7 @@ from typing import Any
 from dshare_chaincode import contract
 from dshare_chaincode.errors import LEASE_CONFLICT, ContractError
 from dshare_chaincode.stub import Creator, is_composite_key, split_composite_key
-from dshare_chaincode.tx import fmt_time
+from dshare_chaincode.tx import fmt_time, parse_time
 
 from . import LedgerError
 from .identity import IdentityError, OrgIdentity, check_chain, verify_signature
@@ -192,7 +192,10 @@ class LedgerCore:
 
     def _check_proposal(self, p: Proposal, signature: bytes, args: Sequence[str]) -> None:
         ca = self._ca_for(p.msp_id)
-        ts = datetime.strptime(p.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        try:
+            ts = parse_time(p.timestamp)
+        except ValueError as exc:
+            raise LedgerError(LEDGER_ERROR, f"transaction {p.tx_id}: {exc}", p.tx_id) from None
         trust_key = (p.msp_id, p.cert_pem, ca)
         if trust_key not in self._trusted:
             try:

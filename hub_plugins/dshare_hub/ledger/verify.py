@@ -7,11 +7,12 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+
+from dshare_chaincode.tx import parse_time
 
 from .identity import IdentityError, check_chain, verify_signature
 from .store import connect
@@ -81,7 +82,7 @@ def _check_entry(
         report.add(seq, f"organization '{proposal.msp_id}' has no registered CA")
     else:
         try:
-            ts = datetime.strptime(proposal.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            ts = parse_time(proposal.timestamp)
             if (proposal.cert_pem, ca) not in trusted:
                 check_chain(proposal.cert_pem, ca, proposal.msp_id, ts)
                 trusted.add((proposal.cert_pem, ca))
