@@ -161,3 +161,34 @@ def test_replaced_org_ca(ledger_db):
         "seq 5: the creator's certificate is not trusted: the certificate presented for "
         "'UiO' was not issued by 'UiO''s CA",
     ]
+
+
+def test_removed_org(ledger_db):
+    _edit(ledger_db, "DELETE FROM orgs WHERE msp_id = 'UiO'")
+    assert [str(p) for p in verify(ledger_db).problems] == [
+        "seq 3: organization 'UiO' has no registered CA",
+        "seq 5: organization 'UiO' has no registered CA",
+    ]
+
+
+def test_removed_state_key(ledger_db):
+    _edit(ledger_db, "DELETE FROM state WHERE key = ?", b"asset/a2")
+    assert [str(p) for p in verify(ledger_db).problems] == [
+        "seq 2: world state lacks key 'asset/a2' written by this entry"
+    ]
+
+
+def test_unreadable_entry_body(ledger_db):
+    _edit(ledger_db, "UPDATE txlog SET body = ? WHERE seq = 1", b"not json")
+    problems = [str(p) for p in verify(ledger_db).problems]
+    assert problems[:3] == [
+        "seq 1: the entry's hash does not match its bytes (altered entry)",
+        "seq 1: the entry does not link to the previous entry's hash",
+        "seq 1: the entry's body is not a readable log entry (altered bytes)",
+    ]
+
+
+def test_verify_refuses_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        verify(tmp_path / "nope.db")
+    assert str(info.value) == f"no ledger database at {tmp_path / 'nope.db'}"

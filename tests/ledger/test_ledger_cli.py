@@ -91,3 +91,8 @@ def test_log_tail(tmp_path, capsys):
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["1", "2", "3"]
     assert run("log", "--db", str(db), "--tail", "0") == 2
     assert capsys.readouterr().err == "dshare ledger log: --tail must be at least 1\n"
+
+
+def test_ledger_without_action_prints_usage(capsys):
+    assert run() == 2
+    assert capsys.readouterr().err.startswith("usage: dshare ledger [-h] ACTION ...")
