@@ -121,6 +121,9 @@ def verify(path: str | Path) -> VerifyReport:
         raise FileNotFoundError(f"no ledger database at {path}")
     report = VerifyReport()
     conn = connect(path, readonly=True)
+    # An altered byte can leave a text column (hash, tx_id) that is not UTF-8; read it with
+    # replacement characters so it is reported as a mismatch instead of aborting the walk.
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
     try:
         conn.execute("BEGIN")  # one snapshot, even while brokers keep committing
         orgs = dict(conn.execute("SELECT msp_id, ca_cert_pem FROM orgs").fetchall())
