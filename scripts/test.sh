@@ -25,9 +25,12 @@ if [ -f labextension/package.json ]; then
   step jest bash -c "cd labextension && npm test --silent"
 fi
 
-# The newest JupyterHub line: every Python suite.
-step pytest-jh6 .venv/bin/pytest tests -m "not benchmark" -p no:cacheprovider \
+# The newest JupyterHub line: every Python suite. The server-extension suite runs on its own
+# because pytest-jupyter's loop fixtures must not reach the others.
+step pytest-jh6 .venv/bin/pytest tests --ignore=tests/server -m "not benchmark" -p no:cacheprovider \
   --junitxml="$out/pytest-jh6.xml" -o junit_suite_name=jh6
+step pytest-server .venv/bin/pytest tests/server -p pytest_jupyter.jupyter_server -p no:cacheprovider \
+  --junitxml="$out/pytest-server.xml" -o junit_suite_name=server
 
 # JupyterHub 5.5.0 + KubeSpawner 7.0.0 (the zero-to-jupyterhub 4.4.0 hub image): the suites
 # that import JupyterHub or KubeSpawner.

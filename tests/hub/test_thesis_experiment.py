@@ -36,7 +36,7 @@ async def test_parallel_word_count_across_three_orgs(deployment, logins):
         "print('RUN', run.id, run.state)\n"
         "print(open('result.txt').read())\n"
     )
-    assert not errors, errors
+    assert not errors, (out, errors)
     assert '["active", "active", "active"]' in out, out
     run_line = next(line for line in out.splitlines() if line.startswith("RUN "))
     _, run_id, state = run_line.split()

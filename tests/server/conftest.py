@@ -1,6 +1,8 @@
-import pytest
+"""jupyter-server fixtures (pytest-jupyter): scripts/test.sh runs this suite on its own with
+`-p pytest_jupyter.jupyter_server`, since that plugin's event-loop fixtures must not apply to
+the other suites."""
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+import pytest
 
 
 @pytest.fixture

@@ -271,3 +271,21 @@ def test_missing_claim_directory_is_refused(tmp_path):
     with pytest.raises(RunnerError) as info:
         run(LocalRunner(tmp_path / "run", sandbox=False), build("jobs: [ls]"), {})
     assert str(info.value) == "no local directory was given for claim `claim-alice`"
+
+
+def test_sandbox_binds_python_and_homes_under_tmp_on_top_of_the_private_tmp(monkeypatch):
+    """A CI checkout or pytest's tmp_path lives under /tmp: the private /tmp must not hide
+    the interpreter or the user's home bound there."""
+    from dshare_server.workflow import sandbox
+
+    monkeypatch.setattr(sandbox, "_python_dirs", lambda: ["/tmp/ci-checkout/.venv"])
+    cmd = sandbox.bwrap_command(
+        "/usr/bin/bwrap",
+        ["python", "job.py"],
+        [sandbox.Bind("/tmp/pytest-1/home", "/home/jovyan", read_only=False)],
+        "/home/jovyan",
+        {},
+    )
+    tmpfs = cmd.index("--tmpfs")
+    assert cmd.index("/tmp/ci-checkout/.venv") > tmpfs
+    assert cmd.index("/tmp/pytest-1/home") > tmpfs

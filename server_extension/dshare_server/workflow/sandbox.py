@@ -84,10 +84,12 @@ def bwrap_command(
             cmd += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             cmd += ["--ro-bind", d, d]
+    # The private /tmp comes before any bind: a Python environment or a home that lives
+    # under /tmp (a CI checkout, pytest's tmp_path) must be bound on top of it, not hidden.
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - private tmpfs
     for d in _python_dirs():
         if not any(d == s or d.startswith(s + "/") for s in SYSTEM_DIRS) and d not in targets:
             cmd += ["--ro-bind", d, d]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108 - private tmpfs
     # Parents first, so a dataset bound inside the home is not hidden by the home's bind.
     for b in sorted(binds, key=lambda b: b.target.count("/")):
         cmd += ["--ro-bind" if b.read_only else "--bind", b.source, b.target]
