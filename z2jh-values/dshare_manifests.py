@@ -333,6 +333,11 @@ def broker_config_map(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
             # chaincode, key_path, cert_path, tls_root_cert_path; written by
             # fabric-network/scripts/connection-profiles.sh
             "c.BrokerApp.fabric_profile = '/etc/dshare/fabric/connection.json'",
+            # Leased data becomes Secret + PersistentVolume + claim in the user's namespace.
+            "c.BrokerApp.materializer_kind = 'kubernetes'",
+            f"c.BrokerApp.kube_hub_namespace = {namespace!r}",
+            # The same namespaces as KubeSpawner.user_namespace_template in values.yaml.
+            "c.BrokerApp.kube_namespace_template = 'dshare-u-{username}'",
             "c.BrokerApp.kek_file = '/etc/dshare/kek/kek'",
             "c.BrokerApp.keystore_url = os.environ['DSHARE_KEYSTORE_URL']",
             "c.BrokerApp.data_dir = '/tmp/dshare'",

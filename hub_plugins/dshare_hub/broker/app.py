@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -12,6 +13,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 from tornado.ioloop import PeriodicCallback
@@ -20,7 +23,7 @@ from traitlets.config import Application
 
 from ..keys import KekSource, KeyService, KeyStore
 from ..ledger import Ledger
-from ..ledger.identity import load_identity
+from ..ledger.identity import OrgIdentity, load_identity
 from .handlers import routes
 from .materialize import LocalMaterializer, Materializer
 from .peers import NonceStore, Signer
@@ -94,6 +97,37 @@ class BrokerApp(Application):
     ).tag(config=True)
     config_file = Unicode("", help="A Python config file to load.").tag(config=True)
 
+    fabric_profile = Unicode(
+        "",
+        help="""Fabric ledger (ledger_kind = 'fabric'): path of this org's connection profile
+        (JSON: peer_endpoint, msp_id, channel, chaincode, key_path, cert_path,
+        tls_root_cert_path), as fabric-network/scripts/connection-profiles.sh writes it.
+        Relative paths in it are read from the profile's folder.""",
+    ).tag(config=True)
+
+    materializer_kind = Unicode(
+        "local",
+        help="""How leased data is mounted: 'local' (embedded: read-only directory handles
+        under data_dir) or 'kubernetes' (Secret + PersistentVolume + claim per lease and run,
+        with the broker pod's in-cluster service account).""",
+    ).tag(config=True)
+
+    kube_namespace_template = Unicode(
+        "{hubnamespace}-{username}",
+        help="""Kubernetes: the users' namespaces, as KubeSpawner.user_namespace_template
+        names them (fields {hubnamespace}, {username}); claims are created there.""",
+    ).tag(config=True)
+
+    kube_hub_namespace = Unicode(
+        "jhub", help="Kubernetes: the hub's namespace, for {hubnamespace}."
+    ).tag(config=True)
+
+    kube_secret_namespace = Unicode(
+        "dshare-secrets",
+        help="""Kubernetes: where storage credentials go, a namespace no user can start pods
+        in. Change it only together with the broker's RBAC.""",
+    ).tag(config=True)
+
     aliases = {"org": "BrokerApp.org", "config": "BrokerApp.config_file"}
 
     @default("port")
@@ -118,6 +152,18 @@ class BrokerApp(Application):
         missing = [name for name in ("org", "data_dir") if not getattr(self, name)]
         if self.ledger_kind == "embedded":
             missing += [n for n in ("ledger_db", "identity_dir") if not getattr(self, n)]
+        elif self.ledger_kind == "fabric":
+            missing += [n for n in ("fabric_profile",) if not getattr(self, n)]
+        else:
+            raise SystemExit(
+                f"dshare broker: BrokerApp.ledger_kind is {self.ledger_kind!r}; "
+                "use 'embedded' or 'fabric'"
+            )
+        if self.materializer_kind not in ("local", "kubernetes"):
+            raise SystemExit(
+                f"dshare broker: BrokerApp.materializer_kind is {self.materializer_kind!r}; "
+                "use 'local' or 'kubernetes'"
+            )
         if missing:
             raise SystemExit(
                 f"dshare broker: set {', '.join('BrokerApp.' + m for m in missing)} "
@@ -130,13 +176,55 @@ class BrokerApp(Application):
 
             ledger: Ledger = EmbeddedLedger.open(self.ledger_db, self.identity_dir, self.org)
             return ledger
-        from .. import ledger as ledger_module
+        from ..ledger.fabric import FabricLedger
 
-        opener = getattr(ledger_module, "open_ledger", None)
-        if opener is None:
-            raise SystemExit(f"dshare broker: ledger kind {self.ledger_kind!r} is not available")
-        opened: Ledger = opener(self)
-        return opened
+        profile = Path(self.fabric_profile)
+        try:
+            data = json.loads(profile.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(
+                f"dshare broker: cannot read BrokerApp.fabric_profile {profile}: {e}"
+            ) from None
+        return FabricLedger.from_config(data, base_dir=profile.parent)
+
+    def make_materializer(self, data_dir: Path) -> Materializer:
+        if self.materializer_kind == "local":
+            return LocalMaterializer(data_dir)
+        from kubernetes_asyncio import client, config
+
+        from ..k8s.api import KubeApi
+        from ..k8s.materialize import KubeMaterializer
+
+        # The broker runs in the cluster with its own service account (see z2jh-values/).
+        config.load_incluster_config()
+        return KubeMaterializer(
+            KubeApi(client.ApiClient()),
+            namespace_template=self.kube_namespace_template,
+            hub_namespace=self.kube_hub_namespace,
+            secret_namespace=self.kube_secret_namespace,
+        )
+
+    def signing_identity(self, ledger: Ledger) -> Any:
+        """The org identity that signs peer requests: the embedded ledger's own, else the
+        identity directory's, else the Fabric profile's MSP certificate and key."""
+        identity = getattr(ledger, "identity", None)
+        if identity is not None:
+            return identity
+        if self.identity_dir:
+            return load_identity(Path(self.identity_dir), self.org)
+        profile = getattr(ledger, "profile", None)
+        if profile is None:
+            raise SystemExit("dshare broker: set BrokerApp.identity_dir to sign peer requests")
+        key = serialization.load_pem_private_key(profile.key_path.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise SystemExit(f"dshare broker: {profile.key_path} is not an EC (P-256) key")
+        return OrgIdentity(
+            msp_id=profile.msp_id,
+            cert_pem=profile.cert_pem.decode(),
+            ca_cert_pem="",
+            directory=profile.key_path.parent,
+            key=key,
+        )
 
     async def ca_for_org(self, org: str) -> str | None:
         path = self.org_ca_files.get(org)
@@ -166,11 +254,8 @@ class BrokerApp(Application):
         keystore = KeyStore(self.keystore_url or f"sqlite:///{data_dir / 'keys.sqlite'}")
         keys = KeyService(keystore, KekSource(kek_file=self.kek_file, kek_env=self.kek_env))
         keys.kek_source.keyring()  # fail at startup, not at the first request
-        materializer = materializer or LocalMaterializer(data_dir)
-        # The ledger already holds this org's identity; load it only for other ledgers.
-        identity = getattr(ledger, "identity", None) or load_identity(
-            Path(self.identity_dir), self.org
-        )
+        materializer = materializer or self.make_materializer(data_dir)
+        identity = self.signing_identity(ledger)
         broker = Broker(
             org=self.org,
             ledger=ledger,
