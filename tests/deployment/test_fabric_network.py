@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FABRIC, load_yaml
+
+from .conftest import FABRIC, load_yaml
 
 UNIVERSITIES = ("UiS", "UiO", "UiB")
 

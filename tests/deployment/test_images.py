@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import IMAGE
-from dockerfile_checks import parse, problems
+
+from .conftest import IMAGE
+from .dockerfile_checks import parse, problems
 
 DOCKERFILES = ["hub.Dockerfile", "singleuser.Dockerfile", "chaincode.Dockerfile"]
 

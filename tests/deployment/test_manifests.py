@@ -7,7 +7,8 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from conftest import K8S_VERSION, Z2JH, load_all
+
+from .conftest import K8S_VERSION, Z2JH, load_all
 
 MANIFESTS = sorted((Z2JH / "manifests").rglob("*.yaml"))
 DOCS = [(path, i, doc) for path in MANIFESTS for i, doc in enumerate(load_all(path))]

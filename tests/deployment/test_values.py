@@ -7,8 +7,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import SCHEMAS, Z2JH, helm_merge, load_yaml
 from traitlets.config import Config
+
+from .conftest import SCHEMAS, Z2JH, helm_merge, load_yaml
 
 OVERLAYS = ["local", "production"]
 

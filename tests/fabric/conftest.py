@@ -12,10 +12,10 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fabric_gateway_double import GatewayDouble, start_gateway
-from fabric_pki import CA, Issued
-
 from dshare_hub.ledger.fabric import FabricLedger, FabricProfile
+
+from .fabric_gateway_double import GatewayDouble, start_gateway
+from .fabric_pki import CA, Issued
 
 CHANNEL = "dshare"
 CHAINCODE = "dshare"

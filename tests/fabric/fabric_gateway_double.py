@@ -30,7 +30,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from fabric_pki import Issued
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fabric_protos.ledger.rwset import rwset_pb2
@@ -43,12 +42,14 @@ from fabric_protos.peer import (
     proposal_response_pb2,
     transaction_pb2,
 )
-from fabric_world import Simulation, World
 
 from dshare_chaincode.errors import ContractError
 from dshare_chaincode.stub import Creator
 from dshare_hub.ledger.fabric_errors import STATUS_DETAILS_KEY, encode_status
 from dshare_hub.ledger.fabric_proposal import P256_HALF_ORDER, serialize_identity, sign_p256
+
+from .fabric_pki import Issued
+from .fabric_world import Simulation, World
 
 InvokeFn = Callable[[Any, str, Sequence[str]], bytes]
 

@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import CHAINCODE, CHANNEL, Pki
 from fabric_protos.ledger.queryresult import kv_query_result_pb2
 from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, proposal_response_pb2
-from fabric_world import World
 
 from dshare_chaincode.ccaas import DShareChaincode, DShareHandler
 from dshare_chaincode.errors import ContractError
 from dshare_hub.ledger.fabric_proposal import Signer, build_proposal, sign_proposal
+
+from .conftest import CHAINCODE, CHANNEL, Pki
+from .fabric_world import World
 
 Msg = chaincode_shim_pb2.ChaincodeMessage
 pytestmark = pytest.mark.asyncio

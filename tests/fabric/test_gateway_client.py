@@ -13,11 +13,12 @@ from typing import Any
 
 import grpc
 import pytest
-from fabric_gateway_double import GatewayDouble
 from fabric_protos.peer import transaction_pb2
 
 from dshare_hub.ledger import LedgerError
 from dshare_hub.ledger.fabric import FabricLedger
+
+from .fabric_gateway_double import GatewayDouble
 
 ASSET = {
     "id": "wordcount-uis",

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Pki
 
 from dshare_hub.ledger.fabric import FabricConfigError, FabricLedger, FabricProfile
+
+from .conftest import Pki
 
 
 def base(pki: Pki, tmp_path: Path) -> dict[str, Any]:

@@ -6,11 +6,9 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Pki
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from fabric_pki import CA
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.msp import identities_pb2
@@ -26,6 +24,9 @@ from dshare_hub.ledger.fabric_proposal import (
     sign_p256,
     sign_proposal,
 )
+
+from .conftest import Pki
+from .fabric_pki import CA
 
 NONCE = bytes(range(24))
 WHEN = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
