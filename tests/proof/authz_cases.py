@@ -1,4 +1,4 @@
-"""The authorization matrix: every broker endpoint × every kind of caller.
+"""The authorization matrix: every broker endpoint by every kind of caller.
 
 Each signed-in caller uses their own organization's broker (as their server extension
 does); the objects belong to UiS. Anonymous calls go to UiS's broker. Expected statuses are

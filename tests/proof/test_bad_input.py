@@ -14,6 +14,7 @@ import yaml
 from conftest import Record, count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.core.result import Ok
 from schemathesis.openapi import from_dict
 from world import World, start_world
 
@@ -59,6 +60,41 @@ def snapshot(world: World) -> tuple[Any, ...]:
     return tuple(parts)
 
 
+def fuzz(
+    operation: Any,
+    examples: int,
+    snap: Any,
+    label: str,
+    statuses: dict[int, int],
+    broken: list[str],
+) -> None:
+    """Send `examples` generated requests for one operation; note what went wrong."""
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def check(case: Any) -> None:
+        before = snap()
+        response = case.call()
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if response.status_code >= 500:
+            broken.append(f"{label}: {response.status_code} {response.text[:200]}")
+        elif response.status_code >= 400:
+            body = response.json()
+            if not {"code", "message"} <= set(body):
+                broken.append(f"{label}: error without code/message: {response.text[:200]}")
+            if snap() != before:
+                broken.append(
+                    f"{label}: refused with {response.status_code} but changed stored state"
+                )
+
+    check()
+
+
 def test_generated_requests_to_every_broker_operation(
     world: World, people: dict[str, str], tmp_path: Path, record: Record
 ) -> None:
@@ -74,33 +110,12 @@ def test_generated_requests_to_every_broker_operation(
     seen: dict[str, dict[int, int]] = {}
     broken: list[str] = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the OpenAPI document has an invalid operation: {result}"
         operation = result.ok()
         label = f"{operation.method.upper()} {operation.path}"
         statuses = seen.setdefault(label, {})
 
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy())
-        def check(case: Any) -> None:
-            before = snapshot(world)
-            response = case.call()
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code >= 500:
-                broken.append(f"{label}: {response.status_code} {response.text[:200]}")
-            elif response.status_code >= 400:
-                body = response.json()
-                if not {"code", "message"} <= set(body):
-                    broken.append(f"{label}: error without code/message: {response.text[:200]}")
-                if snapshot(world) != before:
-                    broken.append(
-                        f"{label}: refused with {response.status_code} but changed stored state"
-                    )
-
-        check()
+        fuzz(operation, examples, lambda: snapshot(world), label, statuses, broken)
     record(
         "bad_input_broker",
         {"examples_per_operation": examples, "statuses": seen, "problems": broken[:20]},

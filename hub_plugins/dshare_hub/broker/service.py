@@ -252,16 +252,16 @@ class Broker:
         current = await self._evaluate(
             "GetLease", check_id(lease_id, "lease_id"), actor=caller.user
         )
-        if (current["lessee_org"], current["lessee_user"]) != (caller.org, caller.user):
-            # The contract only knows organizations: without this, any member of the owner
-            # org could end another organization's lease. Only the owner's admins may.
-            if current["owner_org"] != self.org or not caller.is_admin:
-                raise ApiError(
-                    "NOT_LESSEE",
-                    f"lease '{lease_id}' belongs to {current['lessee_user']!r} of "
-                    f"{current['lessee_org']}; only they or an administrator of "
-                    f"{current['owner_org']} may release it",
-                )
+        lessee = (current["lessee_org"], current["lessee_user"]) == (caller.org, caller.user)
+        # The contract only knows organizations: without this, any member of the owner org
+        # could end another organization's lease. Only the owner's admins may.
+        if not lessee and (current["owner_org"] != self.org or not caller.is_admin):
+            raise ApiError(
+                "NOT_LESSEE",
+                f"lease '{lease_id}' belongs to {current['lessee_user']!r} of "
+                f"{current['lessee_org']}; only they or an administrator of "
+                f"{current['owner_org']} may release it",
+            )
         lease = await self._submit("ReleaseLease", lease_id, actor=caller.user)
         if lease["owner_org"] == self.org:
             await self.materializer.release(lease_id=lease_id)
