@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from world import World, start_world
-
-FULL = os.environ.get("DSHARE_PROOF_FULL") == "1"
-
-
-def count(quick: int, full: int) -> int:
-    """How many iterations: `quick` inside make test, `full` under make proof."""
-    return full if FULL else quick
-
-
-Record = Callable[[str, dict[str, Any]], None]
+from proof_support import FULL, Record
+from proof_world import World, start_world
 
 
 @pytest.fixture
@@ -66,29 +57,3 @@ def people(world: World) -> dict[str, str]:
         "uio_admin": world.make_user("olga", "UiO", "admin"),
         "uio_sci": world.make_user("ola", "UiO", "scientist"),
     }
-
-
-def register(
-    world: World,
-    token: str,
-    dataset_id: str,
-    data_dir: Path,
-    *,
-    exclusive: bool = False,
-    max_duration_s: int = 3600,
-    details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Register a local dataset of UiS as its admin; return the Dataset."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "words.txt").write_text("fjord fjord mountain\n")
-    body = {
-        "id": dataset_id,
-        "name": f"proof {dataset_id}",
-        "description": "proof suite data",
-        "tags": ["proof"],
-        "policy": {"max_duration_s": max_duration_s, "exclusive": exclusive},
-        "storage": {"type": "local", "details": {"path": str(data_dir), **(details or {})}},
-    }
-    reply = world.broker("UiS", "POST", "/datasets", token, body)
-    assert reply.status == 201, reply.text
-    return dict(reply.body)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from authz_cases import CALLERS, EXPECTED
-from conftest import Record, register
-from world import Reply, World
+from proof_support import Record, register
+from proof_world import Reply, World
 
 SPEC = hashlib.sha256(b"authz").hexdigest()
 _ids = itertools.count()

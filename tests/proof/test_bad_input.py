@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Record, count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from proof_support import Record, count
+from proof_world import World, start_world
 from schemathesis.core.result import Ok
 from schemathesis.openapi import from_dict
-from world import World, start_world
 
 from dshare_hub.broker.app import load_openapi
 from dshare_server.workflow.leases import LeaseView

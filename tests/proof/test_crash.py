@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Record, count, register
-from world import World
+from proof_support import Record, count, register
+from proof_world import World
 
 DATASET = "proof-storm"
 

@@ -9,8 +9,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from conftest import Record, register
-from world import World
+from proof_support import Record, register
+from proof_world import World
 
 SPEC = hashlib.sha256(b"proof jobs").hexdigest()
 

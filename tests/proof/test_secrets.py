@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import Record
 from hubclient import HubSession
+from proof_support import Record
 
 from dshare_hub.demo.seed import user_token
 from dshare_hub.keys import KekSource

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Record, count
+from proof_support import Record, count
 
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import create_org
