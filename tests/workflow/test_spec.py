@@ -607,3 +607,20 @@ def test_fuzz_random_dags_are_acyclic_or_refused(jobs, pairs):
         free = {n for n in remaining if not any(b == n and a in remaining for a, b in edges)}
         assert free
         remaining -= free
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # found by the proof suite's fuzzing: both used to crash instead of being refused
+        (
+            "jobs: [echo]\ndeadline: 251606976229\n",
+            "`deadline` `251606976229` is more than a year away",
+        ),
+        ("jobs: [a, b]\ndags: ['1 >> ²']\n", "no job is named `²`"),
+    ],
+)
+def test_inputs_that_once_crashed_are_refused(text, expected):
+    with pytest.raises(SpecError) as info:
+        check(text)
+    assert expected in str(info.value)

@@ -41,7 +41,9 @@ _ALLOWED_TAGS = {
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _WORKFLOW_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,48}[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", re.ASCII)
+# No lease lasts longer; beyond it a deadline is a typo, and datetime would overflow.
+MAX_DEADLINE_S = 366 * 24 * 3600
 _CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _RESERVED_PREFIX = "dshare-"
@@ -119,7 +121,7 @@ class Spec:
 def parse_duration(text: str) -> int | None:
     """``90``, ``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"`` to seconds; None if malformed."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     m = _DURATION.match(text)
     if not text or not m:
@@ -723,7 +725,7 @@ class _Parser:
                 )
                 ok = False
                 continue
-            if token.lstrip("-").isdigit():
+            if token.isascii() and token.lstrip("-").isdigit():
                 i = int(token)
                 if not 1 <= i <= len(jobs):
                     self.add(
@@ -811,6 +813,9 @@ class _Parser:
         if seconds is not None:
             if seconds <= 0:
                 self.add(node, "`deadline` must be later than now", hint)
+                return None, None
+            if seconds > MAX_DEADLINE_S:
+                self.add(node, f"`deadline` `{text}` is more than a year away", hint)
                 return None, None
             when = self.now + timedelta(seconds=seconds)
         else:
