@@ -212,7 +212,8 @@ export function formToDatasetIn(
   const policy: Partial<IPolicy> = {
     max_duration_s: Math.round(hours * 3600),
     exclusive: form.exclusive,
-    max_concurrent: maxConcurrent,
+    // The ledger spells "no limit" as null and refuses 0.
+    max_concurrent: maxConcurrent === 0 ? null : maxConcurrent,
     allowed_orgs: splitList(form.allowedOrgs),
     approval_required: form.approvalRequired,
     interactive: form.interactive

@@ -19,7 +19,8 @@ export interface ISkeletonEntry {
 export interface IPolicy {
   max_duration_s: number;
   exclusive: boolean;
-  max_concurrent: number;
+  /** null: no limit (the ledger's own convention). */
+  max_concurrent: number | null;
   allowed_orgs: string[];
   approval_required: boolean;
   interactive: boolean;

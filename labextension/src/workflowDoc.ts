@@ -43,7 +43,13 @@ export async function insertIntoWorkflow(
   }
   await widget.context.ready;
   const model = widget.context.model;
+  const hadUnsavedEdits = model.dirty;
   // addVolume throws a clear error on invalid YAML before anything is changed.
   model.fromString(addVolume(model.toString(), entry));
+  // %dshare_run reads the file on disk: save it, unless that would also save
+  // edits of the person's own that they have not chosen to save yet.
+  if (!hadUnsavedEdits) {
+    await widget.context.save();
+  }
   return path;
 }

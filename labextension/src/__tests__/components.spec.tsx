@@ -12,7 +12,7 @@ import {
   DatasetDetails,
   RETIRE_EXPLANATION
 } from '../components/DatasetDetails';
-import { DatasetForm } from '../components/DatasetForm';
+import { DatasetForm, formField } from '../components/DatasetForm';
 import { DatasetList } from '../components/DatasetList';
 import { LeaseForm } from '../components/LeaseForm';
 import { RunsView } from '../components/RunsView';
@@ -228,6 +228,9 @@ describe('LeaseForm', () => {
     await waitFor(() =>
       expect(host.notifyError).toHaveBeenCalledWith('Requesting a lease', err)
     );
+    expect(screen.getByTestId('dshare-form-error').textContent).toBe(
+      'The server refused the lease: POLICY_DENIED: UiO may not lease ds-1'
+    );
     expect(screen.queryByTestId('dshare-lease-result')).toBeNull();
   });
 });
@@ -411,6 +414,55 @@ describe('DatasetForm', () => {
         .getAttribute('aria-invalid')
     ).toBe('true');
     expect(client.createDataset).not.toHaveBeenCalled();
+  });
+
+  it("shows the server's refusal in the form and marks the field it names", async () => {
+    const err = new DShareError(
+      400,
+      'INVALID_ARGUMENT',
+      'storage.details.path: local storage needs an absolute directory path',
+      'storage.details.path'
+    );
+    const client = fakeClient({
+      createDataset: jest.fn().mockRejectedValue(err)
+    });
+    const host = fakeHost(client);
+    const onDone = jest.fn();
+    render(<DatasetForm host={host} onDone={onDone} onCancel={jest.fn()} />);
+    fireEvent.change(screen.getByTestId('dshare-field-name'), {
+      target: { value: 'x' }
+    });
+    fireEvent.change(screen.getByTestId('dshare-field-storage.path'), {
+      target: { value: 'relative/dir' }
+    });
+    fireEvent.click(screen.getByTestId('dshare-dataset-submit'));
+    await waitFor(() =>
+      expect(screen.getByTestId('dshare-form-error').textContent).toBe(
+        'INVALID_ARGUMENT: storage.details.path: local storage needs an ' +
+          'absolute directory path (field: storage.details.path)'
+      )
+    );
+    expect(host.notifyError).toHaveBeenCalledWith(
+      'Registering the dataset',
+      err
+    );
+    expect(
+      screen
+        .getByTestId('dshare-field-storage.path')
+        .getAttribute('aria-invalid')
+    ).toBe('true');
+    expect(onDone).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ['storage.details.account_key', 'storage.account_key'],
+    ['policy.max_duration_s', 'maxDurationHours'],
+    ['policy.allowed_orgs', 'allowedOrgs'],
+    ['columns[1].type', 'columns'],
+    ['name', 'name'],
+    [undefined, '']
+  ])('maps the server field %s to the form field %s', (server, form) => {
+    expect(formField(server)).toBe(form);
   });
 });
 

@@ -66,7 +66,7 @@ describe('dataset form', () => {
       policy: {
         max_duration_s: 7200,
         exclusive: false,
-        max_concurrent: 0,
+        max_concurrent: null,
         allowed_orgs: [],
         approval_required: false,
         interactive: false
@@ -80,6 +80,15 @@ describe('dataset form', () => {
         }
       }
     });
+  });
+
+  it('sends a concurrency limit as a number and "0 = no limit" as null', () => {
+    expect(
+      formToDatasetIn({ ...filled, maxConcurrent: '3' }).policy?.max_concurrent
+    ).toBe(3);
+    expect(
+      formToDatasetIn({ ...filled, maxConcurrent: '' }).policy?.max_concurrent
+    ).toBeNull();
   });
 
   it('leaves storage out of an update that does not replace it', () => {

@@ -238,7 +238,7 @@ export function DatasetDetails(props: IDatasetDetailsProps): JSX.Element {
           <li>{p.exclusive ? 'Exclusive: one lessee at a time' : 'Shared'}</li>
           <li>
             Concurrent leases:{' '}
-            {p.max_concurrent > 0 ? `at most ${p.max_concurrent}` : 'no limit'}
+            {p.max_concurrent ? `at most ${p.max_concurrent}` : 'no limit'}
           </li>
           <li>
             Organizations:{' '}

@@ -7,6 +7,8 @@ import {
   IDatasetForm,
   STORAGE_TYPES
 } from '../storage';
+import { errorText } from '../notify';
+import { DShareError } from '../request';
 import { IDataset } from '../types';
 import { IExplorerHost } from './context';
 
@@ -27,11 +29,38 @@ export function formFromDataset(d: IDataset): IDatasetForm {
       .join('\n'),
     maxDurationHours: String(d.policy.max_duration_s / 3600),
     exclusive: d.policy.exclusive,
-    maxConcurrent: String(d.policy.max_concurrent),
+    maxConcurrent: String(d.policy.max_concurrent ?? 0),
     allowedOrgs: d.policy.allowed_orgs.join(', '),
     approvalRequired: d.policy.approval_required,
     interactive: d.policy.interactive
   };
+}
+
+/** The broker's name for a field (`storage.details.path`) as this form's key. */
+const SERVER_FIELDS: Record<string, string> = {
+  'policy.max_duration_s': 'maxDurationHours',
+  'policy.max_concurrent': 'maxConcurrent',
+  'policy.allowed_orgs': 'allowedOrgs',
+  'policy.exclusive': 'exclusive',
+  'policy.approval_required': 'approvalRequired',
+  'policy.interactive': 'interactive',
+  'storage.type': 'storageType',
+  storage_type: 'storageType'
+};
+
+export function formField(serverField: string | undefined): string {
+  if (!serverField) {
+    return '';
+  }
+  if (serverField in SERVER_FIELDS) {
+    return SERVER_FIELDS[serverField];
+  }
+  const storage = /^storage\.details\.([\w-]+)$/.exec(serverField);
+  if (storage) {
+    return `storage.${storage[1]}`;
+  }
+  // "columns[2].name" and the like point at the whole text area.
+  return serverField.split(/[.[]/)[0];
 }
 
 /**
@@ -77,6 +106,9 @@ export function DatasetForm(props: {
       );
       props.onDone(saved);
     } catch (err) {
+      // Shown in the form too, with the field the server named marked invalid.
+      const field = err instanceof DShareError ? formField(err.field) : '';
+      setProblem(new FormError(field, errorText(err)));
       host.notifyError(
         existing ? 'Updating the dataset' : 'Registering the dataset',
         err

@@ -20,6 +20,7 @@ function availability(d: IDataset): string {
     return 'leased';
   }
   if (
+    d.policy.max_concurrent !== null &&
     d.policy.max_concurrent > 0 &&
     d.active_leases >= d.policy.max_concurrent
   ) {

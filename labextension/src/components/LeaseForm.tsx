@@ -1,5 +1,6 @@
 import React from 'react';
 
+import { errorText } from '../notify';
 import { formatDuration, formatTime } from '../time';
 import { IDataset, ILease } from '../types';
 import { IExplorerHost } from './context';
@@ -50,6 +51,9 @@ export function LeaseForm(props: {
       setResult(lease);
       onLeased(lease);
     } catch (err) {
+      // Next to the form as well as in the notification: the notification may be
+      // closed or buried, and the form is where the person fixes the request.
+      setProblem(`The server refused the lease: ${errorText(err)}`);
       host.notifyError('Requesting a lease', err);
     } finally {
       setBusy(false);
