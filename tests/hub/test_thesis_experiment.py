@@ -74,3 +74,44 @@ async def test_parallel_word_count_across_three_orgs(deployment, logins):
         assert status == 200, body
         released.append(body["state"])
     assert released == ["released"] * 3, json.dumps(leases)
+
+
+async def test_a_job_failing_mid_dag_still_ends_with_mounts_removed(deployment, logins):
+    layout = deployment.layout
+    session = HubSession(layout.public_url)
+    await session.login("uib-scientist", logins["uib-scientist"])
+    await session.start_server()
+
+    out, errors = await session.run_code(
+        "from dshare_server.session import lease\n"
+        "lease('uis-lorem-corpus', hours=1, purpose='failure drill')\n"
+    )
+    assert not errors, (out, errors)
+    # A new kernel: the spawner's IPython startup file has loaded the magic already.
+    out, errors = await session.run_code(
+        "%%dshare_run\n"
+        "name: failure-drill\n"
+        "jobs:\n"
+        "- command: ls /home/jovyan/uis && exit 3\n"
+        "  volumes: [{id: uis-lorem-corpus, name: uis, path: /home/jovyan/uis}]\n"
+        "- echo never\n"
+        "dags: ['1 >> 2']\n"
+    )
+    assert not errors, (out, errors)
+    status, runs = await session.api("dshare/api/runs")
+    assert status == 200, runs
+    (run,) = [r for r in runs["items"] if r["name"] == "failure-drill"]
+    assert run["outcome"] == "failed"
+    assert [(j["name"], j["state"]) for j in run["jobs"]] == [
+        ("job-1", "failed"),
+        ("job-2", "skipped"),
+    ]
+    status, log = await session.api(f"dshare/api/runs/{run['id']}/logs/job-1")
+    assert status == 200 and "part-000.txt" in log
+
+    mounts = layout.org_dir("UiS") / "broker" / "mounts" / run["id"]
+    for _ in range(60):
+        if not any(mounts.glob("*")):
+            break
+        await asyncio.sleep(0.5)
+    assert not any(mounts.glob("*")), "UiS kept the failed run's mount"

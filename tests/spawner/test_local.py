@@ -179,3 +179,22 @@ async def test_unreachable_broker(tmp_path: Path) -> None:
     assert message.startswith("dshare could not reach the UiS dataset broker (")
     assert message.endswith("Try again in a minute; if it keeps failing, tell your administrator.")
     assert err.value.status_code == 503
+
+
+async def test_magic_is_loaded_in_every_kernel_until_the_user_removes_it(
+    seeded: BrokerDouble, tmp_path: Path
+) -> None:
+    spawner = _spawner(seeded, tmp_path)
+    await spawner.dshare_prepare()
+    startup = tmp_path / "users/ann/.ipython/profile_default/startup/00-dshare.py"
+    assert 'load_extension("dshare_server")' in startup.read_text()
+    startup.unlink()  # the user opts out
+    await spawner.dshare_prepare()
+    assert not startup.exists()
+
+
+async def test_magic_autoload_can_be_turned_off(seeded: BrokerDouble, tmp_path: Path) -> None:
+    spawner = _spawner(seeded, tmp_path)
+    spawner.autoload_magic = False
+    await spawner.dshare_prepare()
+    assert not (tmp_path / "users/ann/.ipython").exists()

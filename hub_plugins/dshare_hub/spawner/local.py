@@ -13,17 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
 
 from ..k8s.names import dataset_dir_name
 from .base import DShareSpawnerMixin, Identity
 from .skeleton import write_skeletons
 
 DATASETS_DIR = "datasets"
+# An IPython startup file loads the %dshare_run magic in every kernel, as the single-user
+# image's kernel config does on Kubernetes.
+MAGIC_STARTUP = Path(".ipython", "profile_default", "startup", "00-dshare.py")
+MAGIC_STARTUP_SOURCE = """\
+# Written by dshare's spawner: loads %dshare_run, %dshare_status and %dshare_logs.
+# Delete this file to stop it; it is not written again while the home holds it.
+get_ipython().extension_manager.load_extension("dshare_server")
+"""
 
 
 class _DShareLocalMixin(DShareSpawnerMixin):
     """The dshare part of both local spawners."""
+
+    autoload_magic = Bool(
+        True,
+        config=True,
+        help="""Write ~/.ipython/profile_default/startup/00-dshare.py at spawn, unless the
+        user removed it once, so every kernel has %dshare_run. Turn off when the Python
+        environment's own IPython config already loads dshare_server.""",
+    )
 
     _dshare_identity: Identity | None = None
 
@@ -47,12 +63,29 @@ class _DShareLocalMixin(DShareSpawnerMixin):
         result = write_skeletons(
             self.dshare_home() / DATASETS_DIR, skeletons, owner=self.dshare_owner()
         )
+        if self.autoload_magic:
+            self.dshare_write_magic_startup()
         if result.kept:
             self.log.info(
                 "kept %d non-empty files of datasets no longer leased by %s",
                 len(result.kept),
                 identity.user,
             )
+
+    def dshare_write_magic_startup(self) -> None:
+        home = self.dshare_home()
+        startup = home / MAGIC_STARTUP
+        marker = home / ".ipython" / ".dshare-magic-written"
+        if startup.exists() or marker.exists():
+            return  # present, or written once and since removed by the user
+        startup.parent.mkdir(parents=True, exist_ok=True)
+        startup.write_text(MAGIC_STARTUP_SOURCE)
+        marker.touch()
+        owner = self.dshare_owner()
+        if owner is not None:
+            ipython = home / ".ipython"
+            for path in (ipython, ipython / "profile_default", startup.parent, startup, marker):
+                os.chown(path, *owner)
 
     async def start(self) -> Any:
         await self.dshare_prepare()
