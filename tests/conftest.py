@@ -4,7 +4,6 @@ brokers) per session, started only when a test asks for it, and the demo logins.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,33 +13,10 @@ import pytest
 # Helpers shared by the hub and browser suites (a person's view of the hub).
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
+from ports import free_port, free_port_block
+
 from dshare_hub.demo.deployment import Deployment
 from dshare_hub.demo.layout import DemoLayout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_block(n: int) -> int:
-    """A first port such that the next `n` are free too (the brokers' ports)."""
-    for _ in range(50):
-        first = free_port()
-        try:
-            held = []
-            for p in range(first, first + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                held.append(s)
-            for s in held:
-                s.close()
-            return first
-        except OSError:
-            for s in held:
-                s.close()
-    raise RuntimeError("no block of free ports on 127.0.0.1")
 
 
 @pytest.fixture(scope="session")

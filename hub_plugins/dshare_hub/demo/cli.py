@@ -11,6 +11,7 @@ from typing import Any
 from .content import ORGS
 from .deployment import Deployment
 from .layout import DemoLayout
+from .seed import SeedError
 
 
 def add_demo_commands(subparsers: Any) -> None:
@@ -53,5 +54,8 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nstopping dshare ...", file=sys.stderr)
         return 0
+    except (RuntimeError, SeedError) as e:
+        print(f"dshare demo: {e}", file=sys.stderr)
+        return 1
     finally:
         deployment.stop()

@@ -6,15 +6,18 @@ is what a newcomer runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import IO
 
+from .content import ORGS
 from .layout import DemoLayout
 from .provision import provision
 from .seed import seed, wait_for
@@ -64,7 +67,36 @@ class Deployment:
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
+    def ports(self) -> dict[int, str]:
+        layout = self.layout
+        ports = {
+            layout.port: "JupyterHub's public port (--port)",
+            layout.hub_port: "the hub's internal API",
+            layout.proxy_api_port: "the proxy's REST API",
+        }
+        for index, org in enumerate(ORGS):
+            ports[layout.broker_port(index)] = f"{org}'s broker"
+        return ports
+
+    def check_ports(self) -> None:
+        """Refuse to start on a port someone else holds, naming it: a proxy left behind by
+        another hub would otherwise answer for us and fail in ways that explain nothing."""
+        busy = []
+        for port, what in self.ports().items():
+            with socket.socket() as s:
+                try:
+                    s.bind((self.layout.ip, port))
+                except OSError:
+                    busy.append(f"{port} ({what})")
+        if busy:
+            raise RuntimeError(
+                f"cannot start dshare: in use on {self.layout.ip}: {', '.join(busy)}. Stop "
+                "what holds them (`ss -ltnp` shows it; often a JupyterHub proxy left running) "
+                "or start with another --port"
+            )
+
     def start(self, *, timeout: float = 90.0) -> None:
+        self.check_ports()
         self.new_logins = provision(self.layout)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
@@ -74,21 +106,39 @@ class Deployment:
             stderr=subprocess.STDOUT if self.log_file else None,
             start_new_session=True,
         )
-        wait_for(f"{self.layout.public_url}hub/health", timeout, ok_only=True)
-        if self.process.poll() is not None:
-            raise RuntimeError(f"JupyterHub exited at start with status {self.process.returncode}")
+        wait_for(
+            f"{self.layout.public_url}hub/health",
+            timeout,
+            ok_only=True,
+            alive=lambda: self.process is not None and self.process.poll() is None,
+        )
         seed(self.layout)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        # SIGTERM lets JupyterHub stop the servers, services and proxy it started.
-        self.process.send_signal(signal.SIGTERM)
+        if self.process.poll() is None:
+            # SIGTERM lets JupyterHub stop the servers, services and proxy it started.
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        # A hub that died at start leaves its proxy running in a session of its own.
+        self._stop_proxy()
+
+    def _stop_proxy(self) -> None:
+        pid_file = self.layout.hub_dir / "proxy.pid"
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"configurable-http-proxy" in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        pid_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Deployment:
         try:

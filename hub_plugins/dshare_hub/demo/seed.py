@@ -11,6 +11,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from .content import DemoDataset, DemoUser, demo_users, make_datasets
@@ -45,10 +46,19 @@ def _request(
             return e.code, body.decode(errors="replace")
 
 
-def wait_for(url: str, timeout: float = 60.0, *, ok_only: bool = False) -> None:
-    """Poll `url` until it answers (with 200 when `ok_only`) or `timeout` seconds pass."""
+def wait_for(
+    url: str,
+    timeout: float = 60.0,
+    *,
+    ok_only: bool = False,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Poll `url` until it answers (with 200 when `ok_only`) or `timeout` seconds pass;
+    give up at once when `alive` says the process that should answer has exited."""
     deadline = time.monotonic() + timeout
     while True:
+        if alive is not None and not alive():
+            raise SeedError(f"the process serving {url} exited before it answered; see its log")
         try:
             urllib.request.urlopen(url, timeout=2).close()  # noqa: S310
             return
