@@ -80,6 +80,11 @@ async def open_lab(
         page.on("pageerror", lambda e: lab.page_errors.append(str(e)))
 
         async def on_dialog(dialog: Dialog) -> None:
+            if dialog.type == "beforeunload":
+                # JupyterLab asks before leaving a page with unsaved notebooks; leave it.
+                await dialog.accept()
+                return
+            # Anything else (alert, confirm, prompt) came from a page script: record it.
             lab.dialogs.append(f"{dialog.type}: {dialog.message}")
             await dialog.dismiss()
 

@@ -88,7 +88,11 @@ async def test_scientist_leases_adds_to_workflow_and_runs_it(open_lab, deploymen
     await page.locator(".lm-TabBar-addButton:visible").first.click()
     await page.locator(".jp-LauncherCard[data-category='Notebook']:visible").first.click()
     notebook = page.locator(".jp-NotebookPanel:visible")
-    await expect(notebook.locator("[data-status='idle']")).to_be_visible(timeout=60_000)
+    # The kernel must be connected, not only the toolbar drawn: JupyterLab drops a cell run
+    # before that without a word.
+    await expect(page.locator(".jp-StatusBar-Widget")).to_contain_text(
+        "Python 3 (ipykernel) | Idle", timeout=60_000
+    )
     editor = notebook.locator(".jp-Cell .cm-content").first
     await editor.click()
     await expect(editor).to_be_focused()
@@ -100,6 +104,7 @@ async def test_scientist_leases_adds_to_workflow_and_runs_it(open_lab, deploymen
     )
     await expect(editor).to_contain_text("%dshare_logs $run.id job-1")
     await page.keyboard.press("Shift+Enter")
+    await expect(notebook.locator(".jp-InputPrompt").first).not_to_have_text("[ ]:")
     output = notebook.locator(".jp-Cell").first.locator(".jp-OutputArea")
     await expect(output).to_contain_text(owner_files[-1].name, timeout=120_000)
     await expect(output).to_contain_text("workflow: succeeded - 1/1 jobs (1 succeeded)")
