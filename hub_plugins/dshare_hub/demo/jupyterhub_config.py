@@ -62,8 +62,7 @@ for index, org in enumerate(orgs):
             "command": [
                 sys.executable,
                 "-m",
-                "dshare_hub.cli",
-                "broker",
+                "dshare_hub.broker",
                 "--org",
                 org,
                 "--config",
