@@ -11,16 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
+from shared_dir import schemas_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 Z2JH = ROOT / "z2jh-values"
 IMAGE = ROOT / "image"
 FABRIC = ROOT / "fabric-network"
-SCHEMAS = (
-    Path("/work/shared/schemas")
-    if Path("/work/shared/schemas").is_dir()
-    else (ROOT.parent / "shared" / "schemas")
-)
+SCHEMAS = schemas_dir()
 K8S_VERSION = "1.32.0"
 
 

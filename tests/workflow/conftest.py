@@ -8,8 +8,9 @@ from typing import Any
 import jsonschema
 import pytest
 from hera.workflows import models as m
+from shared_dir import schemas_dir
 
-SCHEMA_PATH = Path("/work/shared/schemas/argo-workflows-v4.1.2.schema.json")
+SCHEMA_PATH = schemas_dir() / "argo-workflows-v4.1.2.schema.json"
 LISTINGS = Path(__file__).parent / "listings"
 WORKFLOW_DEF = "io.argoproj.workflow.v1alpha1.Workflow"
 
