@@ -43,7 +43,10 @@ export function workflowTemplate(entry: IVolumeEntry): string {
     command: `ls -la ${entry.path}`,
     volumes: [entry]
   });
-  (doc.get('jobs') as YAMLSeq).add(job);
+  const jobs = doc.get('jobs') as YAMLSeq;
+  // "jobs: []" parses as a flow list; block style is what people read and edit.
+  jobs.flow = false;
+  jobs.add(job);
   return doc.toString();
 }
 
@@ -89,6 +92,7 @@ export function addVolume(text: string, entry: IVolumeEntry): string {
   }
   const seq = jobs as YAMLSeq;
   if (seq.items.length === 0) {
+    seq.flow = false;
     seq.add(
       doc.createNode({ command: `ls -la ${entry.path}`, volumes: [entry] })
     );

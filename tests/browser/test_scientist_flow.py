@@ -78,8 +78,12 @@ async def test_scientist_leases_adds_to_workflow_and_runs_it(open_lab, deploymen
     await expect(page.locator(".jp-FileEditor")).to_contain_text(lease["id"])
     status, doc = await lab.api(f"api/contents/{folder}/workflow.yaml")
     assert status == 200, doc
-    assert f"id: {lease['id']}" in doc["content"]
+    assert f"  - id: {lease['id']}" in doc["content"]
     assert "path: /home/jovyan/uis-lorem-corpus" in doc["content"]
+    # The picture for the README shows the sidebar and the file, not a toast sliding away.
+    for close in await lab.toasts().locator(".jp-Notification-Toast-Close").all():
+        await close.click()
+    await expect(lab.toasts()).to_have_count(0)
     readme_shot = await lab.shot("added-to-workflow")
     if os.environ.get("DSHARE_UPDATE_SCREENSHOTS"):
         shutil.copyfile(readme_shot, DOCS_SCREENSHOT)

@@ -21,7 +21,24 @@ describe('workflow.yaml editing', () => {
     expect(volumeEntry('l', 'a', '/home/me/').path).toBe('/home/me/a');
   });
 
-  it('creates a workflow from the template', () => {
+  it('creates a workflow from the template, in block style', () => {
+    expect(workflowTemplate(entry)).toBe(
+      '# dshare workflow: run it from a notebook with %dshare_run workflow.yaml\n' +
+        '# Jobs are numbered from 1; add edges under dags, e.g. "1 >> 2".\n' +
+        'jobs:\n' +
+        '  - command: ls -la /home/jovyan/uis-word-counts\n' +
+        '    volumes:\n' +
+        '      - id: lease-9\n' +
+        '        name: uis-word-counts\n' +
+        '        path: /home/jovyan/uis-word-counts\n' +
+        'dags: []\n'
+    );
+    expect(parse(addVolume('jobs: []\n', entry))).toEqual({
+      jobs: [
+        { command: 'ls -la /home/jovyan/uis-word-counts', volumes: [entry] }
+      ]
+    });
+    expect(addVolume('jobs: []\n', entry)).toContain('jobs:\n  - command:');
     expect(parse(workflowTemplate(entry))).toEqual({
       jobs: [
         { command: 'ls -la /home/jovyan/uis-word-counts', volumes: [entry] }
