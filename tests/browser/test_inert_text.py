@@ -86,6 +86,12 @@ async def test_html_in_ledger_text_renders_inertly(open_lab, deployment, logins)
     )
     await expect(details).to_contain_text(SKELETON_PATH)
     await details.get_by_test_id("dshare-columns").hover()
+    # Long unbroken text wraps inside the sidebar instead of pushing it sideways.
+    overflow = await lab.page.evaluate(
+        "(() => { const w = document.getElementById('dshare-data-explorer');"
+        " return w.scrollWidth - w.clientWidth; })()"
+    )
+    assert overflow <= 0, f"the sidebar's content is {overflow}px wider than the sidebar"
     await lab.shot("details")
     await assert_nothing_ran(lab)
 
