@@ -95,15 +95,15 @@ def request_lease(tx: Tx, asset_id: str, duration: str, purpose: str) -> dict[st
     if allowed and who["org"] not in allowed and who["org"] != asset["owner_org"]:
         raise ContractError(
             POLICY_DENIED,
-            f"organization '{who['org']}' is not among asset '{asset_id}''s allowed "
-            f"organizations ({', '.join(allowed)})",
+            f"organization '{who['org']}' is not among the organizations asset "
+            f"'{asset_id}' allows ({', '.join(allowed)})",
             key=asset_id,
         )
     if duration_s > policy["max_duration_s"]:
         raise ContractError(
             POLICY_DENIED,
-            f"duration_s {duration_s} exceeds asset '{asset_id}''s max_duration_s "
-            f"{policy['max_duration_s']}; ask for a shorter lease",
+            f"duration_s {duration_s} exceeds the max_duration_s {policy['max_duration_s']} "
+            f"of asset '{asset_id}'; ask for a shorter lease",
             key=asset_id,
         )
     _check_capacity(tx, asset)

@@ -50,8 +50,8 @@ async def test_policy_refusal_from_the_ledger_is_shown_with_its_message(
     await details.get_by_test_id("dshare-lease-purpose").fill("station trends")
     await details.get_by_test_id("dshare-lease-submit").click()
     message = (
-        f"POLICY_DENIED: duration_s 7200 exceeds asset '{asset_id}''s max_duration_s 3600; "
-        "ask for a shorter lease"
+        f"POLICY_DENIED: duration_s 7200 exceeds the max_duration_s 3600 of asset "
+        f"'{asset_id}'; ask for a shorter lease"
     )
     await expect(details.get_by_test_id("dshare-form-error")).to_have_text(
         f"The server refused the lease: {message}"

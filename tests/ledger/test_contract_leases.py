@@ -72,13 +72,13 @@ async def test_allowed_orgs_and_duration_bounds(network, uid):
     await refused(
         network.uib.submit("RequestLease", uid, "60", "study", actor="eve"),
         "POLICY_DENIED",
-        f"organization '{network.msp['UiB']}' is not among asset '{uid}''s allowed "
-        f"organizations ({network.msp['UiO']})",
+        f"organization '{network.msp['UiB']}' is not among the organizations asset "
+        f"'{uid}' allows ({network.msp['UiO']})",
     )
     await refused(
         network.uio.submit("RequestLease", uid, "601", "study", actor="bob"),
         "POLICY_DENIED",
-        f"duration_s 601 exceeds asset '{uid}''s max_duration_s 600; ask for a shorter lease",
+        f"duration_s 601 exceeds the max_duration_s 600 of asset '{uid}'; ask for a shorter lease",
     )
     await refused(
         network.uio.submit("RequestLease", uid, "0", "study", actor="bob"),
