@@ -247,7 +247,9 @@ class LocalRunner:
     def _warn(run: Run, message: str) -> None:
         if message not in run.warnings:
             run.warnings.append(message)
-            log.warning(message)
+            # The magic and the CLI show run.warnings; logging it as a warning too would
+            # print it twice in a notebook (Python's last-resort handler writes to stderr).
+            log.info(message)
 
     @staticmethod
     def _all_ok(run: Run) -> bool:
