@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from . import keys, validate
@@ -166,6 +167,45 @@ def _with_leases(tx: Tx, asset: dict[str, Any]) -> dict[str, Any]:
     return {**asset, "active_leases": active_lease_count(tx, asset["id"])}
 
 
+class OpenLeaseCounter:
+    """Active lease counts of assets asked for in key order, from one scan of the open-lease
+    index instead of one scan per asset (a page of 50 assets: 1 range read, not 50).
+
+    The index is ordered by asset id, as the assets are, so the scan only moves forward and
+    stops one entry past the last asset asked for: a commit that adds an open lease anywhere
+    before that point changes what this transaction read, as a per-asset scan would notice.
+    """
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self._entries: Iterator[tuple[list[str], bytes]] | None = None
+        self._next: tuple[str, bytes] | None = None  # read but not yet counted
+        self._ended = False
+
+    def _peek(self) -> tuple[str, bytes] | None:
+        if self._next is None and not self._ended:
+            if self._entries is None:
+                self._entries = self._tx.scan(keys.OPEN_LEASES, [])
+            entry = next(self._entries, None)
+            if entry is None:
+                self._ended = True
+            else:
+                self._next = (entry[0][0], entry[1])
+        return self._next
+
+    def count(self, asset_id: str) -> int:
+        """Same answer as `active_lease_count(tx, asset_id)`; ids must come in ascending order."""
+        count = 0
+        now = self._tx.now_text
+        while (entry := self._peek()) is not None and entry[0] <= asset_id:
+            self._next = None
+            if entry[0] == asset_id:
+                lease = json.loads(entry[1])
+                if lease["state"] == "active" and lease["expires_at"] > now:
+                    count += 1
+        return count
+
+
 def get_asset(tx: Tx, asset_id: str) -> dict[str, Any]:
     validate.ident(asset_id, "id")
     return _with_leases(tx, load_asset(tx, asset_id))
@@ -217,12 +257,19 @@ def query_assets(tx: Tx, filters_json: str = "{}") -> dict[str, Any]:
         start = last + "\x00"  # the smallest key after the last one returned
     items: list[dict[str, Any]] = []
     bookmark = ""
+    leases = OpenLeaseCounter(tx)
     for key, raw in tx.stub.get_state_by_range(start, keys.ASSETS_END):
         if len(items) == limit:
             # A further match may exist; hand back where to resume.
             bookmark = base64.urlsafe_b64encode(items[-1]["_key"].encode()).decode()
             break
-        asset = json.loads(raw)
+        text = raw.decode()
+        # Most assets fail a text search: reject them before parsing. Without a backslash
+        # the JSON holds name and description verbatim, and case folding works character by
+        # character, so a match in either is a match in the folded whole text.
+        if q and "\\" not in text and q not in text.casefold():
+            continue
+        asset = json.loads(text)
         if asset["state"] != "active" and not include_retired:
             continue
         if org is not None and asset["owner_org"] != org:
@@ -233,7 +280,7 @@ def query_assets(tx: Tx, filters_json: str = "{}") -> dict[str, Any]:
             continue
         if q and q not in asset["name"].casefold() and q not in asset["description"].casefold():
             continue
-        asset = _with_leases(tx, asset)
+        asset["active_leases"] = leases.count(asset["id"])
         if available and not is_available(asset):
             continue
         asset["_key"] = key

@@ -122,7 +122,8 @@ class MeHandler(BaseHandler):
 
 class DatasetsHandler(BaseHandler):
     async def get(self) -> None:
-        self.reply(await self.broker.list_datasets(self.caller, self.params()))
+        # Already encoded: a cached page is sent as the bytes it was kept as.
+        self.finish(await self.broker.list_datasets_json(self.caller, self.params()))
 
     async def post(self) -> None:
         self.reply(await self.broker.register_dataset(self.caller, self.body()), 201)

@@ -3,10 +3,12 @@ with the keys and with mounts. Handlers only translate requests and responses.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -34,6 +36,57 @@ ADMIN = "custom:dshare:admin"
 REAPER_ACTOR = "dshare-reaper"
 
 
+StateToken = Callable[[], Awaitable[Hashable]]
+
+
+class PageCache:
+    """Response bodies of dataset pages, each kept with the ledger state token it was made at.
+
+    A body is served only while the ledger still answers the same token (no commit from any
+    process, no lease past its expiry since), so a page is never older than the last
+    commit; the token is read before the lookup. One request makes a missing page while
+    concurrent requests for it wait, so a commit does not set off 50 identical queries.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._bodies: OrderedDict[str, tuple[Hashable, bytes]] = OrderedDict()
+        self._making: dict[tuple[str, Hashable], asyncio.Future[bytes | None]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, key: str, make: Callable[[], Awaitable[bytes]], token: StateToken) -> bytes:
+        at = await token()
+        kept = self._bodies.get(key)
+        if kept is not None and kept[0] == at:
+            self._bodies.move_to_end(key)
+            self.hits += 1
+            return kept[1]
+        making = self._making.get((key, at))
+        if making is not None:
+            body = await asyncio.shield(making)
+            if body is not None:
+                self.hits += 1
+                return body
+            # The request making it failed: errors are not shared, this one tries itself.
+        self.misses += 1
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._making[(key, at)] = future
+        body = None
+        try:
+            body = await make()
+        finally:
+            del self._making[(key, at)]
+            future.set_result(body)
+        # Kept only if nothing changed while it was made: then it is the page at `at`.
+        if await token() == at:
+            self._bodies[key] = (at, body)
+            self._bodies.move_to_end(key)
+            while len(self._bodies) > self.size:
+                self._bodies.popitem(last=False)
+        return body
+
+
 class Broker:
     def __init__(
         self,
@@ -47,6 +100,7 @@ class Broker:
         ca_for_org: Callable[[str], Awaitable[str | None]],
         peers: dict[str, str],
         peer_timeout_s: float = 30.0,
+        page_cache_size: int = 256,
     ) -> None:
         self.org = org
         self.ledger = ledger
@@ -57,6 +111,7 @@ class Broker:
         self.ca_for_org = ca_for_org
         self.peers = {name: url.rstrip("/") for name, url in peers.items()}
         self.peer_timeout_s = peer_timeout_s
+        self.pages = PageCache(page_cache_size)
 
     # -- who may do what -------------------------------------------------------------------
 
@@ -105,7 +160,31 @@ class Broker:
     # -- datasets ---------------------------------------------------------------------------
 
     async def list_datasets(self, caller: Caller, params: dict[str, str]) -> dict[str, Any]:
+        page: dict[str, Any] = json.loads(await self.list_datasets_json(caller, params))
+        return page
+
+    async def list_datasets_json(self, caller: Caller, params: dict[str, str]) -> bytes:
+        """A page of datasets as the response body, from the page cache when the ledger can
+        say that nothing changed since the page was made."""
         self.require(caller, READ)
+        filters = self._dataset_filters(params)
+
+        async def make() -> bytes:
+            page = await self._evaluate("QueryAssets", json.dumps(filters), actor=caller.user)
+            body = {
+                "items": [dataset_view(a) for a in page["items"]],
+                "bookmark": page.get("bookmark", ""),
+            }
+            return json.dumps(body).encode()
+
+        state_token = getattr(self.ledger, "state_token", None)
+        if state_token is None or self.pages.size == 0:
+            return await make()
+        key = json.dumps(filters, sort_keys=True)
+        return await self.pages.get(key, make, state_token)
+
+    @staticmethod
+    def _dataset_filters(params: dict[str, str]) -> dict[str, Any]:
         filters: dict[str, Any] = {}
         for name in ("q", "org", "tag", "storage", "bookmark"):
             if params.get(name):
@@ -122,11 +201,7 @@ class Broker:
             if value not in ("true", "false", "1", "0"):
                 raise ApiError("INVALID_ARGUMENT", "available: must be true or false", "available")
             filters["available"] = value in ("true", "1")
-        page = await self._evaluate("QueryAssets", json.dumps(filters), actor=caller.user)
-        return {
-            "items": [dataset_view(a) for a in page["items"]],
-            "bookmark": page.get("bookmark", ""),
-        }
+        return filters
 
     async def get_dataset(self, caller: Caller, asset_id: str) -> dict[str, Any]:
         self.require(caller, READ)

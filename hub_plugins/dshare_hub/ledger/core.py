@@ -10,20 +10,29 @@ Several processes may share one file; a lock file orders their batches.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
+import json
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dshare_chaincode import contract
+from dshare_chaincode import contract, keys
 from dshare_chaincode.errors import LEASE_CONFLICT, ContractError
-from dshare_chaincode.stub import Creator, is_composite_key, split_composite_key
+from dshare_chaincode.stub import (
+    Creator,
+    is_composite_key,
+    partial_key_range,
+    split_composite_key,
+)
 from dshare_chaincode.tx import fmt_time, parse_time
 
 from . import LedgerError
@@ -49,6 +58,7 @@ LEDGER_ERROR = "LEDGER_ERROR"
 # A proposal's timestamp decides lease expiry, so an org must not be able to backdate one.
 MAX_CLOCK_SKEW = timedelta(seconds=120)
 DEFAULT_RETRIES = 8
+QUERY_THREADS = 1
 
 
 def display_key(key: bytes) -> str:
@@ -119,6 +129,14 @@ class LedgerCore:
         self._trusted: set[tuple[str, str, str]] = set()
         self.stats = CommitStats()
         self._closed = False
+        # (head sequence, sorted expiries of active leases at that head), for state_token.
+        self._expiries: tuple[int, list[str]] | None = None
+        # Queries are Python-bound and sqlite3 drops the GIL at every row, so queries in
+        # many threads at once mostly wait for each other's GIL hand-offs: a few threads
+        # answer sooner (and leave submits the default pool).
+        self.query_executor = ThreadPoolExecutor(
+            max_workers=QUERY_THREADS, thread_name_prefix="dshare-ledger-query"
+        )
 
     # -- connections -------------------------------------------------------------------------
 
@@ -135,6 +153,7 @@ class LedgerCore:
         if self._closed:
             return
         self._closed = True
+        self.query_executor.shutdown(wait=True)
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
@@ -278,9 +297,46 @@ class LedgerCore:
     # -- public API ---------------------------------------------------------------------------
 
     def evaluate(self, identity: OrgIdentity, fn: str, args: Sequence[str], actor: str) -> bytes:
-        """Run `fn` on the current state as `identity`; nothing is recorded."""
-        proposal, _sig = self.propose(identity, fn, args, actor)
+        """Run `fn` on the current state as `identity`; nothing is recorded.
+
+        Unsigned: a query never reaches the log and this core checks no signature on it, so
+        signing one (as `propose` does for a submit) would only cost an ECDSA operation.
+        """
+        proposal = Proposal(
+            tx_id=secrets.token_hex(32),
+            timestamp=fmt_time(datetime.now(UTC)),
+            msp_id=identity.msp_id,
+            cert_pem=identity.cert_pem,
+            actor=actor,
+            fn=fn,
+            args_digest="",
+            nonce="",
+        )
         return self._simulate(proposal, args)[1]
+
+    def state_token(self) -> tuple[int, str]:
+        """What every query result depends on: (log head sequence, next lease expiry).
+
+        The head changes with every commit, from any process sharing the file; without a
+        commit a result changes only when an active lease passes its expiry (it then counts
+        as expired). So two equal tokens mean every query would answer the same. The second
+        part is "" when no active lease is waiting to expire.
+        """
+        conn = self._reader()
+        now = fmt_time(datetime.now(UTC))
+        cached = self._expiries
+        conn.execute("BEGIN")  # head and lease index from one snapshot
+        try:
+            row = conn.execute("SELECT max(seq) FROM txlog").fetchone()
+            head = int(row[0] or 0)
+            if cached is None or cached[0] != head:
+                cached = (head, _active_expiries(conn))
+                self._expiries = cached
+        finally:
+            conn.execute("COMMIT")
+        expiries = cached[1]
+        at = bisect.bisect_right(expiries, now)
+        return head, expiries[at] if at < len(expiries) else ""
 
     def submit(
         self,
@@ -520,6 +576,22 @@ class LedgerCore:
         return digest
 
 
+def _active_expiries(conn: sqlite3.Connection) -> list[str]:
+    """Sorted expiry times of the active leases in the contract's open-lease index.
+
+    The embedded ledger knows this one index of the contract it runs because lease expiry is
+    the only way a query's answer changes without a commit (see `LedgerCore.state_token`).
+    """
+    start, end = partial_key_range(keys.OPEN_LEASES, [])
+    out = []
+    for _key, value, _version in scan(conn, start.encode(), end.encode()):
+        entry = json.loads(value)
+        if entry.get("state") == "active" and entry.get("expires_at"):
+            out.append(str(entry["expires_at"]))
+    out.sort()
+    return out
+
+
 _CORES: dict[Path, tuple[LedgerCore, int]] = {}
 _CORES_LOCK = threading.Lock()
 
@@ -550,6 +622,4 @@ def release_core(core: LedgerCore) -> None:
 
 
 def decode(result: bytes) -> Any:
-    import json
-
     return json.loads(result)

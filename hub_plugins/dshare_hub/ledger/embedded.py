@@ -53,8 +53,16 @@ class EmbeddedLedger(Ledger):
         return json.loads(raw)
 
     async def evaluate(self, fn: str, *args: str, actor: str) -> Any:
-        raw = await asyncio.to_thread(self.core.evaluate, self.identity, fn, list(args), actor)
+        raw = await asyncio.get_running_loop().run_in_executor(
+            self.core.query_executor, self.core.evaluate, self.identity, fn, list(args), actor
+        )
         return json.loads(raw)
+
+    async def state_token(self) -> tuple[int, str]:
+        """A value that changes whenever any query's answer may change; see
+        `LedgerCore.state_token`. Read on the caller's thread: it is one indexed SQLite read
+        (plus a scan of the open leases once per commit), cheaper than a hop to a thread."""
+        return self.core.state_token()
 
     async def close(self) -> None:
         if self._core is not None:
