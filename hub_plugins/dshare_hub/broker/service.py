@@ -55,20 +55,26 @@ class PageCache:
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._bodies)
+
     async def get(self, key: str, make: Callable[[], Awaitable[bytes]], token: StateToken) -> bytes:
         at = await token()
-        kept = self._bodies.get(key)
-        if kept is not None and kept[0] == at:
-            self._bodies.move_to_end(key)
-            self.hits += 1
-            return kept[1]
-        making = self._making.get((key, at))
-        if making is not None:
+        while True:
+            kept = self._bodies.get(key)
+            if kept is not None and kept[0] == at:
+                self._bodies.move_to_end(key)
+                self.hits += 1
+                return kept[1]
+            making = self._making.get((key, at))
+            if making is None:
+                break
             body = await asyncio.shield(making)
             if body is not None:
                 self.hits += 1
                 return body
-            # The request making it failed: errors are not shared, this one tries itself.
+            # The request making it was refused or failed: errors are not shared, so the
+            # first waiter to wake makes it again and the others wait for that one.
         self.misses += 1
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._making[(key, at)] = future
