@@ -181,6 +181,7 @@ class OpenLeaseCounter:
         self._entries: Iterator[tuple[list[str], bytes]] | None = None
         self._next: tuple[str, bytes] | None = None  # read but not yet counted
         self._ended = False
+        self._now = ""
 
     def _peek(self) -> tuple[str, bytes] | None:
         if self._next is None and not self._ended:
@@ -196,7 +197,7 @@ class OpenLeaseCounter:
     def count(self, asset_id: str) -> int:
         """Same answer as `active_lease_count(tx, asset_id)`; ids must come in ascending order."""
         count = 0
-        now = self._tx.now_text
+        now = self._now = self._now or self._tx.now_text  # formatted once per page
         while (entry := self._peek()) is not None and entry[0] <= asset_id:
             self._next = None
             if entry[0] == asset_id:
