@@ -186,8 +186,15 @@ class Broker:
         state_token = getattr(self.ledger, "state_token", None)
         if state_token is None or self.pages.size == 0:
             return await make()
-        key = json.dumps(filters, sort_keys=True)
-        return await self.pages.get(key, make, state_token)
+
+        async def token() -> Hashable:
+            try:
+                at: Hashable = await state_token()
+            except LedgerError as error:
+                raise from_ledger(error) from None
+            return at
+
+        return await self.pages.get(json.dumps(filters, sort_keys=True), make, token)
 
     @staticmethod
     def _dataset_filters(params: dict[str, str]) -> dict[str, Any]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from . import Ledger, LedgerError
-from .core import LedgerCore, acquire_core, release_core
+from .core import LEDGER_ERROR, LedgerCore, acquire_core, release_core
 from .identity import OrgIdentity, create_org, load_identity, register_org, resolve
 
 __all__ = ["EmbeddedLedger", "create_org", "register_org", "resolve"]
@@ -62,7 +63,10 @@ class EmbeddedLedger(Ledger):
         """A value that changes whenever any query's answer may change; see
         `LedgerCore.state_token`. Read on the caller's thread: it is one indexed SQLite read
         (plus a scan of the open leases once per commit), cheaper than a hop to a thread."""
-        return self.core.state_token()
+        try:
+            return self.core.state_token()
+        except sqlite3.Error as exc:
+            raise LedgerError(LEDGER_ERROR, f"cannot read the ledger's head: {exc}") from None
 
     async def close(self) -> None:
         if self._core is not None:
