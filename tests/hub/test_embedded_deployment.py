@@ -76,3 +76,50 @@ async def test_user_without_org_is_refused_with_reason(deployment):
     response = await session.login("drifter", "pw-drifter")
     assert response.code == 403
     assert b"organization" in response.body.lower()
+
+
+async def test_leased_dataset_skeleton_is_in_the_server_and_no_secret_is(deployment, logins):
+    """Lease before the server starts; inside the running server the dataset's skeleton is
+    there (names and sizes, no content) and nothing secret is in its environment."""
+    layout = deployment.layout
+    session = HubSession(layout.public_url)
+    await session.login("uis-scientist", logins["uis-scientist"])
+    response = await session.fetch(
+        "hub/api/users/uis-scientist/tokens",
+        "POST",
+        json.dumps({"note": "lease before spawn", "expires_in": 300}),
+        {"X-XSRFToken": session.xsrf, "Content-Type": "application/json"},
+    )
+    assert response.code == 201, response.body
+    token = json.loads(response.body)["token"]
+    leased = await session.fetch(
+        "services/dshare-uis/api/v1/leases",
+        "POST",
+        json.dumps({"dataset_id": "uio-lorem-corpus", "duration_s": 3600, "purpose": "skeleton"}),
+        {"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    assert leased.code == 201, leased.body
+
+    await session.start_server()
+    out, errors = await session.run_code(
+        "import json, os\n"
+        "root = os.path.expanduser('~/datasets/UiO lorem corpus')\n"
+        "print(json.dumps(sorted((f, os.path.getsize(os.path.join(root, f)))"
+        " for f in os.listdir(root))))\n"
+        "print(json.dumps(dict(os.environ)))\n"
+    )
+    assert not errors, (out, errors)
+    skeleton_line, env_line = out.strip().splitlines()[-2:]
+    assert [name for name, _ in json.loads(skeleton_line)] == [
+        f"part-{i:03d}.txt" for i in range(5)
+    ]
+    assert all(size == 0 for _, size in json.loads(skeleton_line)), "skeleton files hold data"
+
+    env = json.loads(env_line)
+    assert env["DSHARE_ORG"] == "UiS"
+    assert env["DSHARE_BROKER_URL"].endswith("/services/dshare-uis/")
+    for org in ("UiS", "UiO", "UiB"):
+        kek = layout.kek_file(org).read_text().strip()
+        assert kek not in env_line, f"{org}'s key-encryption key reached the server"
+    real_corpus = str(layout.data / "uio" / "lorem-corpus")
+    assert real_corpus not in env_line, "the owner's storage path reached the server"
