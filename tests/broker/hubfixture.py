@@ -7,19 +7,18 @@ the hub and the brokers log goes to one file the tests search for leaked secrets
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hubapi import HubApi
+from ports import free_port
 
 from dshare_hub.keys import generate_kek_line
 from dshare_hub.ledger.embedded import create_org
@@ -28,21 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 ORGS = ("UiS", "UiO")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
-class Reply:
-    status: int
-    body: Any
-    text: str
-
-
-@dataclass
-class Hub:
+class Hub(HubApi):
     root: Path
     url: str
     admin_token: str
@@ -54,58 +40,6 @@ class Hub:
     keystores: dict[str, str]
     kek_files: dict[str, Path]
     transcript: list[str] = field(default_factory=list)
-
-    def call(self, method: str, path: str, token: str | None, body: Any = None) -> Reply:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        if token:
-            request.add_header("Authorization", f"token {token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        text = raw.decode("utf-8", "replace")
-        if path.startswith("/services/"):
-            # What the brokers answered; the hub's own replies (token creation) are not
-            # what the leak check is about.
-            self.transcript.append(text)
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            parsed = None
-        return Reply(status, parsed, text)
-
-    def broker(
-        self, org: str, method: str, path: str, token: str | None, body: Any = None
-    ) -> Reply:
-        return self.call(method, f"/services/dshare-{org.lower()}/api/v1{path}", token, body)
-
-    def make_user(self, name: str, org: str, role: str) -> str:
-        assert self.call("POST", f"/hub/api/users/{name}", self.admin_token).status in (201, 409)
-        for group in (f"org:{org}", f"role:{role}"):
-            self.call("POST", f"/hub/api/groups/{group}", self.admin_token, {})
-            reply = self.call(
-                "POST", f"/hub/api/groups/{group}/users", self.admin_token, {"users": [name]}
-            )
-            assert reply.status == 200, reply.text
-        scopes = [
-            "read:users:name!user",
-            "read:users:groups!user",
-            f"access:services!service=dshare-{org.lower()}",
-            "custom:dshare:read",
-            "custom:dshare:lease",
-        ]
-        if role == "admin":
-            scopes.append("custom:dshare:admin")
-        reply = self.call(
-            "POST", f"/hub/api/users/{name}/tokens", self.admin_token, {"scopes": scopes}
-        )
-        assert reply.status == 201, reply.text
-        token: str = reply.body["token"]
-        return token
 
 
 HUB_CONFIG = """

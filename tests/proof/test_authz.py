@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from authz_cases import CALLERS, EXPECTED
+from hubapi import Reply
 from proof_support import Record, register
-from proof_world import Reply, World
+from proof_world import World
 
 SPEC = hashlib.sha256(b"authz").hexdigest()
 _ids = itertools.count()

@@ -6,8 +6,9 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from hubapi import Reply
 from proof_support import Record, count, register
-from proof_world import Reply, World
+from proof_world import World
 
 
 def test_concurrent_lease_attempts_on_an_exclusive_asset_have_one_winner(
