@@ -32,6 +32,7 @@ TRANSACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "ListExpiredLeases": leases.list_expired_leases,
     "RecordRun": runs.record_run,
     "FinishRun": runs.finish_run,
+    "DecideOutput": runs.decide_output,
     "GetRun": runs.get_run,
     "ListRuns": runs.list_runs,
 }

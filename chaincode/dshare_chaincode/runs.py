@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import keys, validate
+from . import gate, keys, validate
 from .errors import (
     INVALID_ARGUMENT,
     INVALID_STATE,
@@ -90,7 +90,9 @@ def load_run(tx: Tx, run_id: str) -> dict[str, Any]:
     return run
 
 
-def finish_run(tx: Tx, run_id: str, outcome: str, result_sha256: str = "") -> dict[str, Any]:
+def finish_run(
+    tx: Tx, run_id: str, outcome: str, result_sha256: str = "", outputs_json: str = ""
+) -> dict[str, Any]:
     if outcome not in OUTCOMES:
         raise ContractError(
             INVALID_ARGUMENT,
@@ -111,10 +113,46 @@ def finish_run(tx: Tx, run_id: str, outcome: str, result_sha256: str = "") -> di
         raise ContractError(
             INVALID_STATE, f"run '{run_id}' already finished ({run['outcome']})", key=run_id
         )
-    run.update({"state": "finished", "outcome": outcome, "result_sha256": digest})
+    outputs = gate.parse_outputs(outputs_json, owner_orgs(tx, run)) if outputs_json else []
+    run.update(
+        {"state": "finished", "outcome": outcome, "result_sha256": digest, "outputs": outputs}
+    )
     run["finished_at"] = tx.now_text
     tx.put_json(keys.run(run_id), run)
     tx.emit("RunFinished", {"id": run_id, "outcome": outcome, "result_sha256": digest})
+    return run
+
+
+def owner_orgs(tx: Tx, run: dict[str, Any]) -> list[str]:
+    """The organizations whose data the run read: they decide what leaves it."""
+    return sorted({load_lease(tx, lease_id)["owner_org"] for lease_id in run["lease_ids"]})
+
+
+def decide_output(tx: Tx, run_id: str, path: str, approve: str, reason: str) -> dict[str, Any]:
+    """An owner organization approves or denies a file its release policy held."""
+    if approve not in ("true", "false"):
+        raise ContractError(
+            INVALID_ARGUMENT, f"approve: must be 'true' or 'false', got {approve!r}", key="approve"
+        )
+    reason = validate.text(reason, "reason", max_len=2000, required=approve == "false")
+    run = load_run(tx, run_id)
+    if run["state"] != "finished":
+        raise ContractError(
+            INVALID_STATE,
+            f"run '{run_id}' is still running; its outputs are decided after it ends",
+            key=run_id,
+        )
+    gate.decide(
+        run,
+        path,
+        org=tx.org,
+        actor=tx.actor,
+        approve=approve == "true",
+        reason=reason,
+        when=tx.now_text,
+    )
+    tx.put_json(keys.run(run_id), run)
+    tx.emit("OutputDecided", {"id": run_id, "path": path, "org": tx.org, "approve": approve})
     return run
 
 

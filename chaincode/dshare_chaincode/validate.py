@@ -167,7 +167,54 @@ POLICY_FIELDS = (
     "interactive",
     "max_concurrent",
     "max_duration_s",
+    "release",
 )
+
+# How a run's outputs leave the output gate (DESIGN.md, boundary 3). "checks" runs the
+# listed checks and holds what fails them; "review" holds everything for the owner's
+# admins; "auto" releases everything (for data the owner considers public).
+RELEASE_MODES = ("auto", "checks", "review")
+RELEASE_CHECKS = ("max_size", "verbatim_input")
+RELEASE_FIELDS = ("checks", "max_output_bytes", "mode", "unknown")
+DEFAULT_RELEASE: dict[str, Any] = {
+    "mode": "checks",
+    "checks": ["max_size", "verbatim_input"],
+    "max_output_bytes": 1024 * 1024,
+    "unknown": "hold",
+}
+MAX_OUTPUT_BYTES = 1024**4
+
+
+def release_policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A complete output-release policy: `value`'s fields over `base` (or the defaults)."""
+    value = obj(value, field)
+    unknown = sorted(set(value) - set(RELEASE_FIELDS))
+    if unknown:
+        allowed = ", ".join(RELEASE_FIELDS)
+        raise bad(field, f"unknown field(s) {', '.join(unknown)}; allowed: {allowed}")
+    merged = {**(base or DEFAULT_RELEASE), **value}
+    mode = merged["mode"]
+    if mode not in RELEASE_MODES:
+        raise bad(f"{field}.mode", f"must be one of {', '.join(RELEASE_MODES)}, got {mode!r}")
+    checks = merged["checks"]
+    if not isinstance(checks, list):
+        raise bad(f"{field}.checks", f"must be a list of checks from {', '.join(RELEASE_CHECKS)}")
+    for i, check in enumerate(checks):
+        if check not in RELEASE_CHECKS:
+            raise bad(
+                f"{field}.checks[{i}]",
+                f"unknown check {check!r}; known: {', '.join(RELEASE_CHECKS)}",
+            )
+    if merged["unknown"] not in ("hold", "release"):
+        raise bad(f"{field}.unknown", "must be 'hold' or 'release'")
+    return {
+        "mode": mode,
+        "checks": sorted(set(checks)),
+        "max_output_bytes": integer(
+            merged["max_output_bytes"], f"{field}.max_output_bytes", lo=1, hi=MAX_OUTPUT_BYTES
+        ),
+        "unknown": merged["unknown"],
+    }
 
 
 def policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -190,6 +237,10 @@ def policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[s
     )
     merged.update(value)
     out: dict[str, Any] = {
+        # Assets registered before release policies existed get the default one.
+        "release": release_policy(
+            merged.get("release") or {}, f"{field}.release", (base or {}).get("release")
+        ),
         "max_duration_s": integer(
             merged["max_duration_s"], f"{field}.max_duration_s", lo=1, hi=MAX_DURATION_S
         ),

@@ -27,6 +27,12 @@ async def test_register_takes_owner_from_identity_and_get_returns_it(network, ui
         "interactive": False,
         "max_concurrent": None,
         "max_duration_s": 3600,
+        "release": {
+            "checks": ["max_size", "verbatim_input"],
+            "max_output_bytes": 1048576,
+            "mode": "checks",
+            "unknown": "hold",
+        },
     }
     assert created["skeleton"] == [{"path": "data/part-0.csv", "size": 1024}]
     assert created["created_at"] == created["updated_at"]
@@ -82,7 +88,7 @@ BAD_ASSETS = [
     (
         {"policy": {"owner": "x"}},
         "policy: unknown field(s) owner; allowed: allowed_orgs, approval_required, exclusive, "
-        "interactive, max_concurrent, max_duration_s",
+        "interactive, max_concurrent, max_duration_s, release",
     ),
     (
         {"policy": {"exclusive": True, "max_concurrent": 3}},
@@ -337,8 +343,8 @@ async def test_unknown_function_and_wrong_arity(network):
     await refused(
         network.uis.submit("DeleteEverything", actor="a"),
         "UNKNOWN_FUNCTION",
-        "unknown function 'DeleteEverything'; known: ApproveLease, ExpireLeases, FinishRun, "
-        "GetAsset, GetAssetHistory, GetLease, GetRun, ListExpiredLeases, ListLeases, "
+        "unknown function 'DeleteEverything'; known: ApproveLease, DecideOutput, ExpireLeases, "
+        "FinishRun, GetAsset, GetAssetHistory, GetLease, GetRun, ListExpiredLeases, ListLeases, "
         "ListRuns, QueryAssets, RecordRun, RegisterAsset, RejectLease, ReleaseLease, "
         "RequestLease, RetireAsset, UpdateAsset",
     )
