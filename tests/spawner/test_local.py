@@ -1,4 +1,6 @@
-"""DShareLocalSpawner: skeletons from the broker, environment, root handling, refusals."""
+"""The local spawners' dshare part (on DShareSimpleLocalSpawner, which needs no OS users):
+skeletons from the broker, environment, root handling, refusals. The system spawner's own
+behaviour (OS users, writing as the user) is in test_system_local.py."""
 
 from __future__ import annotations
 
@@ -27,9 +29,22 @@ def _spawner(broker: BrokerDouble, tmp_path: Path, **kw) -> local.DShareSimpleLo
     )
 
 
-async def test_default_local_spawner_is_the_simple_one() -> None:
-    assert local.DShareLocalSpawner is local.DShareSimpleLocalSpawner
+async def test_default_local_spawner_isolates_users() -> None:
+    assert local.DShareLocalSpawner is local.DShareSystemLocalSpawner
     assert "For evaluation" in local.DShareSimpleLocalSpawner.class_traits()["data_dir"].help
+
+
+async def test_simple_spawner_warns_at_every_spawn(
+    seeded: BrokerDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spawner = _spawner(seeded, tmp_path)
+    with mock.patch.object(local.SimpleLocalProcessSpawner, "start", mock.AsyncMock()):
+        for _ in range(2):
+            await spawner.start()
+    warnings = [r.getMessage() for r in caplog.records if "not isolated" in r.getMessage()]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("DShareSimpleLocalSpawner runs every user's server as ")
+    assert warnings[0].endswith("users are not isolated; for evaluation only")
 
 
 async def test_prepare_writes_skeletons_of_active_leases(
@@ -106,7 +121,12 @@ async def test_allow_root_only_when_running_as_root(
 async def test_system_spawner_root_check_uses_the_users_uid() -> None:
     import pwd
 
-    spawner = local.DShareSystemLocalSpawner(user=make_user("root"), hub=make_hub())
+    spawner = local.DShareSystemLocalSpawner(
+        user=make_user("root"),
+        hub=make_hub(),
+        system_username_template="{username}",
+        create_system_users=False,
+    )
     assert spawner.dshare_home() == Path(pwd.getpwnam("root").pw_dir)
     assert spawner.dshare_runs_as_root() is True
     assert "--ServerApp.allow_root=True" in spawner.get_args()

@@ -2,32 +2,47 @@
 
 At every spawn the user's leased datasets appear as skeletons (directories and empty files)
 under ~/datasets/<dataset name>/, so code can be written against real paths; jobs that read
-the data run through %dshare_run and the local runner, which binds it read-only.
+the data run through %dshare_run and the executor, which binds it read-only.
+
+`DShareSystemLocalSpawner` (the default, aliased `DShareLocalSpawner`) runs each hub user
+as an OS user of their own, as The Littlest JupyterHub does; the hub must run as root to
+switch users. `DShareSimpleLocalSpawner` runs everyone as the hub's own user and is for
+evaluation only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import pwd
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, set_user_setuid
 from traitlets import Bool, Unicode, default
 
 from ..k8s.names import dataset_dir_name
-from .base import DShareSpawnerMixin, Identity
-from .skeleton import write_skeletons
+from . import system_users
+from .base import DShareSpawnerMixin, DShareSpawnError, Identity
+from .skeleton import (
+    DATASETS_DIR,
+    MAGIC_STARTUP,
+    MAGIC_STARTUP_SOURCE,
+    SkeletonResult,
+    prepare_home,
+)
 
-DATASETS_DIR = "datasets"
-# An IPython startup file loads the %dshare_run magic in every kernel, as the single-user
-# image's kernel config does on Kubernetes.
-MAGIC_STARTUP = Path(".ipython", "profile_default", "startup", "00-dshare.py")
-MAGIC_STARTUP_SOURCE = """\
-# Written by dshare's spawner: loads %dshare_run, %dshare_status and %dshare_logs.
-# Delete this file to stop it; it is not written again while the home holds it.
-get_ipython().extension_manager.load_extension("dshare_server")
-"""
+__all__ = [
+    "DATASETS_DIR",
+    "MAGIC_STARTUP",
+    "MAGIC_STARTUP_SOURCE",
+    "DShareLocalSpawner",
+    "DShareSimpleLocalSpawner",
+    "DShareSystemLocalSpawner",
+]
 
 
 class _DShareLocalMixin(DShareSpawnerMixin):
@@ -46,12 +61,12 @@ class _DShareLocalMixin(DShareSpawnerMixin):
     def dshare_home(self) -> Path:
         raise NotImplementedError
 
-    def dshare_owner(self) -> tuple[int, int] | None:
-        """(uid, gid) to own the skeleton files, or None to keep the hub's own."""
-        return None
-
     def dshare_runs_as_root(self) -> bool:
         raise NotImplementedError
+
+    def dshare_write_home(self, skeletons: dict[str, list[str]], *, magic: bool) -> SkeletonResult:
+        """Write the skeletons (and the magic's startup file) into the user's home."""
+        return prepare_home(self.dshare_home(), skeletons, magic=magic)
 
     async def dshare_prepare(self) -> None:
         identity = self.dshare_identity()
@@ -60,32 +75,19 @@ class _DShareLocalMixin(DShareSpawnerMixin):
         skeletons: dict[str, list[str]] = {}
         for item in leased:
             skeletons.setdefault(dataset_dir_name(item.name), []).extend(item.skeleton)
-        result = write_skeletons(
-            self.dshare_home() / DATASETS_DIR, skeletons, owner=self.dshare_owner()
+        result = await asyncio.to_thread(
+            self.dshare_write_home, skeletons, magic=self.autoload_magic
         )
-        if self.autoload_magic:
-            self.dshare_write_magic_startup()
+        if result.magic_error:
+            self.log.warning(
+                "not loading %%dshare_run for %s: %s", identity.user, result.magic_error
+            )
         if result.kept:
             self.log.info(
                 "kept %d non-empty files of datasets no longer leased by %s",
                 len(result.kept),
                 identity.user,
             )
-
-    def dshare_write_magic_startup(self) -> None:
-        home = self.dshare_home()
-        startup = home / MAGIC_STARTUP
-        marker = home / ".ipython" / ".dshare-magic-written"
-        if startup.exists() or marker.exists():
-            return  # present, or written once and since removed by the user
-        startup.parent.mkdir(parents=True, exist_ok=True)
-        startup.write_text(MAGIC_STARTUP_SOURCE)
-        marker.touch()
-        owner = self.dshare_owner()
-        if owner is not None:
-            ipython = home / ".ipython"
-            for path in (ipython, ipython / "profile_default", startup.parent, startup, marker):
-                os.chown(path, *owner)
 
     async def start(self) -> Any:
         await self.dshare_prepare()
@@ -109,8 +111,12 @@ class _DShareLocalMixin(DShareSpawnerMixin):
 class DShareSimpleLocalSpawner(_DShareLocalMixin, SimpleLocalProcessSpawner):
     """For evaluation only: every user's server runs as the hub's own OS user.
 
-    Users are separated by home directory only, not by the operating system; use
-    DShareSystemLocalSpawner (one OS user each) or the Kubernetes spawner for real use.
+    Users are separated by home directory only, not by the operating system: each can read
+    the others' homes and everything the hub can (with a root hub: every key on the
+    machine). Use DShareSystemLocalSpawner (one OS user each) or the Kubernetes spawner for
+    anything but a look at the interface. Choose it explicitly with
+    `c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareSimpleLocalSpawner"`;
+    it logs a warning at every spawn.
     """
 
     data_dir = Unicode(
@@ -134,23 +140,148 @@ class DShareSimpleLocalSpawner(_DShareLocalMixin, SimpleLocalProcessSpawner):
     def dshare_runs_as_root(self) -> bool:
         return os.geteuid() == 0
 
+    async def start(self) -> Any:
+        self.log.warning(
+            "DShareSimpleLocalSpawner runs every user's server as %s: users are not "
+            "isolated; for evaluation only",
+            pwd.getpwuid(os.geteuid()).pw_name,
+        )
+        return await super().start()
+
 
 class DShareSystemLocalSpawner(_DShareLocalMixin, LocalProcessSpawner):
-    """One OS user per JupyterHub user (JupyterHub's LocalProcessSpawner), dshare-aware."""
+    """One OS user per JupyterHub user (JupyterHub's LocalProcessSpawner), dshare-aware.
+
+    The OS user is named by `system_username_template` and made at first spawn if missing
+    (no password, no login shell, home `<home_root>/<hub user>` 0700). Its server, kernels
+    and terminals run as that user; the hub itself must run as root to switch to it.
+    """
+
+    system_username_template = Unicode(
+        "jupyter-{username}",
+        config=True,
+        help="""OS user name for a hub user; {username} is the hub user's name. Names are
+        lower-cased and shortened with a hash past 32 characters. Change it when another
+        deployment on the same machine uses the default prefix, or to match accounts made
+        by your own provisioning (then also turn off create_system_users).""",
+    )
+
+    home_root = Unicode(
+        "/home",
+        config=True,
+        help="""Directory holding the homes of OS users this spawner creates
+        (<home_root>/<hub user>). Must be owned by root and not writable by others; the
+        embedded deployment sets it to its data directory's homes/.""",
+    )
+
+    create_system_users = Bool(
+        True,
+        config=True,
+        help="""Create the OS user with useradd at first spawn when it does not exist.
+        Turn off when accounts come from elsewhere (LDAP, sssd, your own provisioning);
+        a missing account then refuses the spawn with a message.""",
+    )
+
+    terminal_shell = Unicode(
+        "/bin/bash",
+        config=True,
+        help="""Shell of JupyterLab terminals (the $SHELL of the server). The OS user's own
+        login shell is nologin, so set this to the shell users should get in a terminal.""",
+    )
+
+    def system_username(self) -> str:
+        try:
+            return system_users.os_username(self.system_username_template, self.user.name)
+        except system_users.AccountError as e:
+            raise DShareSpawnError(str(e), reason="dshare_bad_username", status_code=500) from None
 
     def _pw(self) -> pwd.struct_passwd:
-        return pwd.getpwnam(self.user.name)
+        name = self.system_username()
+        pw = system_users.lookup(name)
+        if pw is None:
+            raise DShareSpawnError(
+                f"There is no OS user {name} for your account ({self.user.name}) on this "
+                "machine. Ask your administrator to create it, or to turn on "
+                "DShareSystemLocalSpawner.create_system_users.",
+                reason="dshare_no_os_user",
+                status_code=500,
+            )
+        return pw
+
+    def dshare_ensure_account(self) -> pwd.struct_passwd:
+        if not self.create_system_users:
+            return self._pw()
+        home = Path(self.home_root) / self.user.name
+        try:
+            return system_users.ensure_user(self.system_username(), home)
+        except system_users.AccountError as e:
+            self.log.error("cannot prepare the OS user of %s: %s", self.user.name, e)
+            raise DShareSpawnError(
+                f"dshare could not prepare the OS account of your server ({e}). Tell your "
+                "administrator.",
+                reason="dshare_os_user",
+                status_code=500,
+            ) from None
 
     def dshare_home(self) -> Path:
         return Path(self._pw().pw_dir)
 
-    def dshare_owner(self) -> tuple[int, int] | None:
-        pw = self._pw()
-        return (pw.pw_uid, pw.pw_gid) if os.geteuid() == 0 else None
-
     def dshare_runs_as_root(self) -> bool:
         return self._pw().pw_uid == 0
 
+    def dshare_write_home(self, skeletons: dict[str, list[str]], *, magic: bool) -> SkeletonResult:
+        pw = self._pw()
+        if os.geteuid() != 0 or pw.pw_uid == os.geteuid():
+            return super().dshare_write_home(skeletons, magic=magic)
+        request = json.dumps({"home": pw.pw_dir, "skeletons": skeletons, "magic": magic})
+        try:
+            out = system_users.run_as(
+                pw,
+                [sys.executable, "-I", "-m", "dshare_hub.spawner.skeleton"],
+                input=request,
+                cwd=pw.pw_dir,
+            )
+            answer = json.loads(out)
+        except (system_users.AccountError, ValueError) as e:
+            self.log.error("writing dataset skeletons for %s failed: %s", self.user.name, e)
+            raise DShareSpawnError(
+                "dshare could not write the dataset skeletons into your home (~/datasets). "
+                "Make ~/datasets a directory you own (or remove it); then start again.",
+                reason="dshare_skeletons",
+                status_code=500,
+            ) from None
+        return SkeletonResult(
+            written=list(answer.get("written", [])),
+            removed=list(answer.get("removed", [])),
+            kept=list(answer.get("kept", [])),
+            magic_error=str(answer.get("magic_error", "")),
+        )
 
-# The embedded demo's spawner.
-DShareLocalSpawner = DShareSimpleLocalSpawner
+    async def start(self) -> Any:
+        self.dshare_identity()  # no OS account for someone dshare refuses anyway
+        await asyncio.to_thread(self.dshare_ensure_account)
+        return await super().start()
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        pw = self._pw()
+        env["USER"] = pw.pw_name
+        env["HOME"] = pw.pw_dir
+        env["SHELL"] = self.terminal_shell
+        return env
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        # LocalProcessSpawner passes the hub user's name; the OS user is the template's.
+        fn: Callable[[], None] = set_user_setuid(self.system_username())
+        return fn
+
+    async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
+        raise DShareSpawnError(
+            "DShareSystemLocalSpawner does not support JupyterHub.internal_ssl; turn it off.",
+            reason="dshare_internal_ssl",
+            status_code=500,
+        )
+
+
+# The embedded deployment's spawner: one OS user per hub user. The all-as-one-user
+# evaluation spawner must be chosen by its own name.
+DShareLocalSpawner = DShareSystemLocalSpawner

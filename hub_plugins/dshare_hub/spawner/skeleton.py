@@ -3,6 +3,10 @@
 A skeleton is another organization's metadata, so every path is checked before it touches a
 file system: relative, no `..`, no empty or odd segments. Writing is idempotent and never
 overwrites or deletes a file that holds data (a user may have saved work there).
+
+The home belongs to the user, so a spawner running as root does not write there itself: it
+runs this module as the user (`python -m dshare_hub.spawner.skeleton`, the request as JSON
+on stdin), and a symlink the user planted can only lead where the user may write anyway.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -60,6 +65,7 @@ class SkeletonResult:
     written: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    magic_error: str = ""
 
 
 def _chown(path: Path, owner: tuple[int, int] | None) -> None:
@@ -189,3 +195,72 @@ def _remove_skeleton_entries(base: Path, paths: Sequence[str], result: SkeletonR
                 target.unlink()
             else:
                 result.kept.append(str(target))
+
+
+DATASETS_DIR = "datasets"
+# An IPython startup file loads the %dshare_run magic in every kernel, as the single-user
+# image's kernel config does on Kubernetes.
+MAGIC_STARTUP = Path(".ipython", "profile_default", "startup", "00-dshare.py")
+MAGIC_MARKER = Path(".ipython", ".dshare-magic-written")
+MAGIC_STARTUP_SOURCE = """\
+# Written by dshare's spawner: loads %dshare_run, %dshare_status and %dshare_logs.
+# Delete this file to stop it; it is not written again while the home holds it.
+get_ipython().extension_manager.load_extension("dshare_server")
+"""
+
+
+def write_magic_startup(home: Path) -> bool:
+    """Write the startup file unless it is there or was written once and since removed."""
+    startup = home / MAGIC_STARTUP
+    marker = home / MAGIC_MARKER
+    if startup.exists() or marker.exists():
+        return False
+    startup.parent.mkdir(parents=True, exist_ok=True)
+    startup.write_text(MAGIC_STARTUP_SOURCE)
+    marker.touch()
+    return True
+
+
+def prepare_home(
+    home: Path, skeletons: Mapping[str, Sequence[str]], *, magic: bool
+) -> SkeletonResult:
+    """Everything a spawn writes into a home, done with the caller's own permissions.
+
+    The magic's startup file is a convenience: a home where it cannot be written (say
+    ~/.ipython is not the user's) still starts, with the reason in `magic_error`.
+    """
+    result = write_skeletons(home / DATASETS_DIR, skeletons)
+    if magic:
+        try:
+            write_magic_startup(home)
+        except OSError as e:
+            result.magic_error = f"{e.strerror}: {e.filename}"
+    return result
+
+
+def main() -> int:
+    """Child entry point: {"home", "skeletons", "magic"} on stdin, the result on stdout."""
+    if os.geteuid() == 0:
+        print("dshare skeleton writer: refusing to run as root", file=sys.stderr)
+        return 2
+    request = json.loads(sys.stdin.read())
+    skeletons = {str(k): [str(p) for p in v] for k, v in request["skeletons"].items()}
+    try:
+        result = prepare_home(Path(request["home"]), skeletons, magic=bool(request.get("magic")))
+    except OSError as e:
+        print(f"cannot write ~/{DATASETS_DIR}: {e.strerror}: {e.filename}", file=sys.stderr)
+        return 1
+    json.dump(
+        {
+            "written": result.written,
+            "removed": result.removed,
+            "kept": result.kept,
+            "magic_error": result.magic_error,
+        },
+        sys.stdout,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
