@@ -15,7 +15,7 @@ import os
 import posixpath
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +62,17 @@ def _int(value: Any, what: str) -> int | None:
         raise RunnerError(f"{what} `{value}` is not a number of seconds") from None
 
 
-def plan(manifest: Mapping[str, Any], mounts: Mapping[str, str]) -> tuple[list[_JobPlan], dict]:
-    """Turn the manifest into job plans; ``mounts`` maps claim names to host directories."""
+def plan(
+    manifest: Mapping[str, Any], mounts: Mapping[str, str | int]
+) -> tuple[list[_JobPlan], dict]:
+    """Turn the manifest into job plans; ``mounts`` maps claim names to host directories,
+    or to open directory descriptors (bound with bwrap's --bind-fd)."""
     spec = manifest.get("spec") or {}
     templates = {t["name"]: t for t in spec.get("templates", [])}
     entry = templates.get(spec.get("entrypoint", ""))
     if entry is None or "dag" not in entry:
         raise RunnerError("the workflow's entrypoint must be a DAG template")
-    claims: dict[str, tuple[str, bool]] = {}
+    claims: dict[str, tuple[str | int, bool]] = {}
     for vol in spec.get("volumes", []):
         pvc = vol.get("persistentVolumeClaim")
         if pvc is None:
@@ -91,7 +94,11 @@ def plan(manifest: Mapping[str, Any], mounts: Mapping[str, str]) -> tuple[list[_
             if vm["name"] not in claims:
                 raise RunnerError(f"task `{task['name']}` mounts unknown volume `{vm['name']}`")
             source, ro = claims[vm["name"]]
-            binds.append(Bind(source, vm["mountPath"], ro or bool(vm.get("readOnly", False))))
+            read_only = ro or bool(vm.get("readOnly", False))
+            if isinstance(source, int):
+                binds.append(Bind(f"/proc/self/fd/{source}", vm["mountPath"], read_only, source))
+            else:
+                binds.append(Bind(source, vm["mountPath"], read_only))
         env = {e["name"]: e.get("value", "") for e in c.get("env", []) if "valueFrom" not in e}
         plans.append(
             _JobPlan(
@@ -132,11 +139,19 @@ class LocalRunner:
         parallelism: int | None = None,
         sandbox: bool | None = None,
         home_path: str = "/home/jovyan",
+        command_prefix: Sequence[str] = (),
+        bwrap: str | None = None,
     ) -> None:
+        """``command_prefix`` goes before bwrap (the executor's `setpriv ... --`, so jobs
+        run as another uid); ``bwrap`` is a binary the caller already probed itself."""
         self.run_dir = Path(run_dir)
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
         self.home_path = home_path
-        self.bwrap = bwrap_path() if sandbox in (None, True) else None
+        self.command_prefix = list(command_prefix)
+        if bwrap is not None:
+            self.bwrap: str | None = bwrap
+        else:
+            self.bwrap = bwrap_path() if sandbox in (None, True) else None
         if sandbox is True and self.bwrap is None:
             raise RunnerError("bubblewrap (bwrap) is not usable here; install `bubblewrap`")
         self._cancel = asyncio.Event()
@@ -153,7 +168,7 @@ class LocalRunner:
     async def run(
         self,
         manifest: Mapping[str, Any],
-        mounts: Mapping[str, str],
+        mounts: Mapping[str, str | int],
         *,
         run: Run | None = None,
         on_update: UpdateCallback | None = None,
@@ -357,8 +372,10 @@ class LocalRunner:
                 return
             links: list[Path] = []
             env = self._environment(p, self.home_path)
+            pass_fds = tuple(b.fd for b in p.binds if b.fd is not None)
             if self.bwrap:
                 argv = bwrap_command(self.bwrap, p.argv, p.binds, p.workdir, env)
+                argv = [*self.command_prefix, *argv]
                 cwd = None
             else:
                 argv, cwd, env_local, links = self._local_paths(p)
@@ -376,6 +393,7 @@ class LocalRunner:
                         cwd=cwd,
                         env=env,
                         start_new_session=True,
+                        pass_fds=pass_fds,
                     )
                     self._procs[p.name] = proc
                     try:

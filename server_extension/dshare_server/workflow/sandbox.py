@@ -23,6 +23,9 @@ class Bind:
     source: str  # host directory
     target: str  # path inside the job
     read_only: bool
+    # An open directory to bind instead of `source`: the caller (the executor, as root)
+    # opened and checked it, so what is bound is what was checked.
+    fd: int | None = None
 
 
 @functools.cache
@@ -92,7 +95,10 @@ def bwrap_command(
             cmd += ["--ro-bind", d, d]
     # Parents first, so a dataset bound inside the home is not hidden by the home's bind.
     for b in sorted(binds, key=lambda b: b.target.count("/")):
-        cmd += ["--ro-bind" if b.read_only else "--bind", b.source, b.target]
+        if b.fd is not None:
+            cmd += ["--ro-bind-fd" if b.read_only else "--bind-fd", str(b.fd), b.target]
+        else:
+            cmd += ["--ro-bind" if b.read_only else "--bind", b.source, b.target]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
     cmd += ["--chdir", workdir, "--", *argv]

@@ -1,0 +1,187 @@
+"""`Executor`: configuration and startup of the embedded executor, a hub-managed service.
+
+Run by JupyterHub as a managed service AS ROOT (it switches to per-run job uids and to
+the scientist's uid for delivery), e.g.::
+
+    c.JupyterHub.services.append({
+        "name": "dshare-executor",
+        "command": [sys.executable, "-m", "dshare_hub.executor",
+                    "--config", "/etc/dshare/executor.py"],
+    })
+
+and in that config file::
+
+    c.Executor.state_dir = "/var/lib/dshare/executor"
+    c.Executor.allowed_services = {"dshare-uis": "UiS", "dshare-uio": "UiO"}
+    c.Executor.org_mount_roots = {"UiS": "/var/lib/dshare/UiS/mounts", ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubAuth
+from tornado import web
+from traitlets import Dict, Integer, List, Tuple, Unicode, Union, default, validate
+from traitlets.config import Application
+
+from .handlers import routes
+from .identity import UidPool
+from .jail import Sandbox, probe
+from .service import ExecutorService
+from .store import RunStore
+
+log = logging.getLogger("dshare.executor")
+
+
+class Executor(Application):
+    name = "dshare-executor"
+    description = "The dshare embedded executor: runs brokers' runs in bubblewrap sandboxes."
+
+    state_dir = Unicode(
+        "/var/lib/dshare/executor",
+        help="""Where runs live (run.json, logs, workspaces, held outputs). Made 0711, root's.
+        Change it to put runs on a disk with room for the homes being copied into runs.""",
+    ).tag(config=True)
+    uid_range = Tuple(
+        Integer(),
+        Integer(),
+        default_value=(61000, 61999),
+        help="""First and last uid (inclusive) of the per-run job identities; each run's gid
+        is its uid. Change it if these ids are used on this machine: no user, service or
+        file may own them. Its size bounds how many runs go at once.""",
+    ).tag(config=True)
+    allowed_services = Union(
+        [Dict(), List()],
+        default_value={},
+        help="""The JupyterHub services (the orgs' brokers) that may use the executor, as
+        {service name: org}, e.g. {'dshare-uis': 'UiS'}. A list of names is also accepted:
+        'dshare-<org>' names are matched case-insensitively to the orgs of
+        org_mount_roots. Add a broker here when adding an organization.""",
+    ).tag(config=True)
+    org_mount_roots = Dict(
+        {},
+        help="""{Org: that org's broker data_dir + '/mounts'}: the only place mount handles
+        of that org's datasets are accepted from. Set one per organization.""",
+    ).tag(config=True)
+    max_body_bytes = Integer(
+        64 * 1024 * 1024,
+        help="""Largest POST body accepted (a run carries the scientist's home as a
+        base64 tar). Raise it if scientists' homes are larger.""",
+    ).tag(config=True)
+    scan_cap_bytes = Integer(
+        32 * 1024 * 1024,
+        help="""How much of each mounted input the output gate scans for verbatim copies.
+        Outputs of runs over larger inputs are held for the owner's review; raise it if
+        owners review too much and the machine can afford the time (about 5 s per 32 MiB).""",
+    ).tag(config=True)
+    workspace_max_bytes = Integer(
+        1024**3,
+        help="Largest size a home may expand to in a run's workspace. Raise it for big homes.",
+    ).tag(config=True)
+    parallelism = Integer(
+        0, help="Jobs of one run at once; 0 means the number of CPUs. Lower it on busy hosts."
+    ).tag(config=True)
+    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
+    port = Integer(0, help="Port to listen on (hub-managed: from JUPYTERHUB_SERVICE_URL).").tag(
+        config=True
+    )
+    base_url = Unicode(
+        "", help="URL prefix to serve under (hub-managed: JUPYTERHUB_SERVICE_PREFIX)."
+    ).tag(config=True)
+    config_file = Unicode("", help="A Python config file to load.").tag(config=True)
+
+    aliases = {"config": "Executor.config_file"}
+
+    @default("port")
+    def _port_default(self) -> int:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return urlparse(url).port or 80 if url else 8110
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
+
+    @default("base_url")
+    def _base_url_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/services/dshare-executor/"
+
+    @validate("uid_range")
+    def _check_range(self, proposal: dict) -> tuple[int, int]:
+        first, last = proposal["value"]
+        UidPool(first, last)  # raises with the reason
+        return (first, last)
+
+    def services(self) -> dict[str, str]:
+        allowed = self.allowed_services
+        if isinstance(allowed, dict):
+            return {str(k): str(v) for k, v in allowed.items()}
+        orgs = {f"dshare-{org.lower()}": str(org) for org in self.org_mount_roots}
+        unknown = [name for name in allowed if name.lower() not in orgs]
+        if unknown:
+            raise SystemExit(
+                f"dshare executor: cannot tell the organization of {', '.join(unknown)}; "
+                "give Executor.allowed_services as {service name: org}"
+            )
+        return {name: orgs[name.lower()] for name in allowed}
+
+    def load_settings(self) -> None:
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        if not self.allowed_services:
+            raise SystemExit("dshare executor: set Executor.allowed_services (the brokers)")
+        if os.geteuid() != 0:
+            raise SystemExit(
+                "dshare executor: must run as root (it starts jobs as per-run uids and "
+                "delivers outputs as the scientist); run it as a hub-managed service as root"
+            )
+
+    def build(self, sandbox: Sandbox | None = None, hub_auth: HubAuth | None = None):
+        store = RunStore(self.state_dir)
+        pool = UidPool(*self.uid_range)
+        if sandbox is None:
+            sandbox = probe(pool.first)
+        if not sandbox.usable:
+            log.error("dshare executor: no run will start: %s (%s)", sandbox.problem, "see README")
+        service = ExecutorService(
+            store,
+            pool,
+            sandbox,
+            {str(k): str(v) for k, v in self.org_mount_roots.items()},
+            scan_cap=self.scan_cap_bytes,
+            workspace_max_bytes=self.workspace_max_bytes,
+            parallelism=self.parallelism or None,
+        )
+        service.recover()
+        app = web.Application(
+            routes(self.base_url),
+            executor=service,
+            hub_auth=hub_auth or HubAuth(),
+            allowed_services=self.services(),
+            max_body_bytes=self.max_body_bytes,
+        )
+        return app, service
+
+    async def serve(self) -> None:
+        app, service = self.build()
+        server = app.listen(
+            self.port, self.ip, xheaders=True, max_body_size=self.max_body_bytes + 4096
+        )
+        log.info("dshare executor on http://%s:%s%s", self.ip, self.port, self.base_url)
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
+        try:
+            await stopping.wait()
+        finally:
+            server.stop()
+            await service.close()
+
+    def start(self) -> None:
+        self.load_settings()
+        asyncio.run(self.serve())

@@ -1,0 +1,227 @@
+"""The output gate: what a run wrote reaches the scientist only if every owner allows it.
+
+Each dataset mounted in a run brings its owner's release policy. A file is released only
+when the policy of EVERY mounted dataset releases it; otherwise it is held with the
+failing checks, saying what was found and what to change, until the holding owners
+decide. Checks are a list: each is a `Check` registered by name, so more checks
+(statistical disclosure control, say) join the same list without touching the gate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import bad
+from .winnow import GUARANTEE, Corpus
+
+MODES = ("checks", "review", "auto")
+DEFAULT_CHECKS = ("verbatim_input", "max_size")
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Policy:
+    lease_id: str
+    owner_org: str
+    dataset_id: str = ""
+    dataset_name: str = ""
+    mode: str = "checks"
+    checks: tuple[str, ...] = DEFAULT_CHECKS
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT
+    unknown: str = "hold"  # a check this executor does not know: "hold" or "skip"
+
+    @property
+    def dataset(self) -> str:
+        return self.dataset_name or self.dataset_id or f"of lease {self.lease_id}"
+
+
+def parse_policy(lease_id: str, raw: Any) -> Policy:
+    field_ = f"policies.{lease_id}"
+    if not isinstance(raw, dict):
+        raise bad(field_, "must be an object {dataset_id, dataset_name, owner_org, release}")
+    owner = raw.get("owner_org")
+    if not isinstance(owner, str) or not owner:
+        raise bad(f"{field_}.owner_org", "must name the dataset's owner organization")
+    release = raw.get("release") or {}
+    if not isinstance(release, dict):
+        raise bad(f"{field_}.release", "must be an object {mode, checks, max_output_bytes}")
+    mode = release.get("mode", "checks")
+    if mode not in MODES:
+        raise bad(f"{field_}.release.mode", f"must be one of {', '.join(MODES)}")
+    checks = release.get("checks", list(DEFAULT_CHECKS))
+    if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+        raise bad(f"{field_}.release.checks", "must be a list of check names")
+    limit = release.get("max_output_bytes", DEFAULT_MAX_OUTPUT)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise bad(f"{field_}.release.max_output_bytes", "must be a number of bytes")
+    unknown = release.get("unknown", "hold")
+    if unknown not in ("hold", "skip"):
+        raise bad(f"{field_}.release.unknown", "must be 'hold' or 'skip'")
+    return Policy(
+        lease_id=lease_id,
+        owner_org=owner,
+        dataset_id=str(raw.get("dataset_id") or ""),
+        dataset_name=str(raw.get("dataset_name") or ""),
+        mode=mode,
+        checks=tuple(checks),
+        max_output_bytes=limit,
+        unknown=unknown,
+    )
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str  # relative to the home, as the job wrote it
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    message: str = ""
+    lease_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "message": self.message,
+            "lease_id": self.lease_id,
+        }
+
+
+class Check(ABC):
+    """One test an output must pass for one dataset's owner."""
+
+    name: str
+
+    @abstractmethod
+    def run(self, output: Output, policy: Policy, corpus: Corpus | None) -> CheckResult: ...
+
+    def result(self, policy: Policy, passed: bool, message: str = "") -> CheckResult:
+        return CheckResult(self.name, passed, message, policy.lease_id)
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def register(cls: type[Check]) -> type[Check]:
+    CHECKS[cls.name] = cls()
+    return cls
+
+
+@register
+class MaxSize(Check):
+    name = "max_size"
+
+    def run(self, output: Output, policy: Policy, corpus: Corpus | None) -> CheckResult:
+        size = len(output.data)
+        if size <= policy.max_output_bytes:
+            return self.result(policy, True)
+        return self.result(
+            policy,
+            False,
+            f"{output.path} is {size} bytes; dataset {policy.dataset} releases files of at "
+            f"most {policy.max_output_bytes} bytes. Write a smaller result (aggregates, "
+            "not records) or ask the owner to review it.",
+        )
+
+
+@register
+class VerbatimInput(Check):
+    name = "verbatim_input"
+
+    def run(self, output: Output, policy: Policy, corpus: Corpus | None) -> CheckResult:
+        lease = policy.lease_id
+        if corpus is None:
+            return self.result(policy, False, f"the input of lease {lease} could not be read")
+        if corpus.truncated:
+            return self.result(
+                policy,
+                False,
+                f"the input of lease {lease} is larger than the {corpus.cap} bytes the "
+                "gate scans for copies, so this file cannot be checked automatically; it is "
+                "held for the owner's review",
+            )
+        copy = corpus.find_copy(output.data)
+        if copy is not None:
+            return self.result(
+                policy,
+                False,
+                f"{output.path} contains {copy.length} bytes copied verbatim from lease "
+                f"{lease}'s input at offset {copy.offset} of {copy.name} (at offset "
+                f"{copy.output_offset} of the output). Write results computed from the data, "
+                f"not parts of it; no {GUARANTEE} consecutive bytes of an input may appear in "
+                "an output.",
+            )
+        row = corpus.find_row(output.data)
+        if row is not None:
+            shown = row[:40].decode(errors="replace")
+            return self.result(
+                policy,
+                False,
+                f"{output.path} contains a whole data row of lease {lease}'s input "
+                f"(starting {shown!r}). Write aggregates, not rows of the data.",
+            )
+        return self.result(policy, True)
+
+
+@dataclass
+class Verdict:
+    path: str
+    decision: str  # released | held | denied
+    checks: list[CheckResult] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)  # orgs whose policy held it
+
+
+def judge(
+    output: Output,
+    policies: Mapping[str, Policy],
+    corpora: Mapping[str, Corpus | None],
+    checks: Callable[[str], Check | None] = CHECKS.get,
+) -> Verdict:
+    """Released only if every dataset's policy releases it; else held by those that did not."""
+    results: list[CheckResult] = []
+    holders: set[str] = set()
+    for lease_id, policy in sorted(policies.items()):
+        held = False
+        if policy.mode == "auto":
+            results.append(CheckResult("auto", True, "", lease_id))
+        elif policy.mode == "review":
+            held = True
+            results.append(
+                CheckResult(
+                    "review",
+                    False,
+                    f"the owner of dataset {policy.dataset} ({policy.owner_org}) reviews every "
+                    "output before release; wait for their decision",
+                    lease_id,
+                )
+            )
+        else:
+            for name in policy.checks:
+                check = checks(name)
+                if check is None:
+                    if policy.unknown == "hold":
+                        held = True
+                        results.append(
+                            CheckResult(
+                                name,
+                                False,
+                                f"dataset {policy.dataset} asks for the check {name!r}, which "
+                                "this executor does not know; held for the owner's review",
+                                lease_id,
+                            )
+                        )
+                    continue
+                result = check.run(output, policy, corpora.get(lease_id))
+                results.append(result)
+                held = held or not result.passed
+        if held:
+            holders.add(policy.owner_org)
+    decision = "held" if holders else "released"
+    return Verdict(output.path, decision, results, sorted(holders))

@@ -1,0 +1,128 @@
+"""Checking the lease mounts a broker asks for, and opening them for the sandbox.
+
+A mount's `handle` is a symlink the OWNER org's broker made for this run and lease, with
+a JSON record beside it. The executor does not take the caller's word for it: the handle
+must sit exactly at `<that org's mount root>/<run_id>/<lease_id>`, its record must name
+this run, lease and user, and it must lead to a directory. The directory is then opened
+(following the owner's link) and that descriptor, not a path, is given to bwrap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import ExecutorError, bad
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class OpenMount:
+    claim: str
+    org: str
+    lease_id: str
+    expires_at: datetime
+    data_gid: int
+    fd: int  # O_PATH|O_DIRECTORY on the dataset's directory
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def refuse(lease_id: str, why: str) -> ExecutorError:
+    return ExecutorError("MOUNT_REFUSED", f"the mount of lease {lease_id} was refused: {why}")
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise bad(field, "must be an ISO 8601 time with a zone, e.g. 2026-01-01T12:00:00Z")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad(field, f"{value!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise bad(field, f"{value!r} has no time zone; add Z or +00:00")
+    return when.astimezone(UTC)
+
+
+def check_mount_fields(claim: str, mount: Any) -> dict[str, Any]:
+    field = f"mounts.{claim}"
+    if not isinstance(mount, dict):
+        raise bad(field, "must be an object {org, lease_id, handle, expires_at, data_gid}")
+    for name in ("org", "lease_id", "handle"):
+        if not isinstance(mount.get(name), str) or not mount[name]:
+            raise bad(f"{field}.{name}", "must be a non-empty string")
+    if not _SAFE_ID.match(mount["lease_id"]):
+        raise bad(f"{field}.lease_id", "is not a valid lease id")
+    gid = mount.get("data_gid")
+    if not isinstance(gid, int) or isinstance(gid, bool) or gid <= 0:
+        raise bad(f"{field}.data_gid", "must be the dataset's group id, a positive integer")
+    parse_time(mount.get("expires_at"), f"{field}.expires_at")
+    return mount
+
+
+def open_mount(
+    claim: str,
+    mount: Mapping[str, Any],
+    *,
+    run_id: str,
+    user: str,
+    org_roots: Mapping[str, str],
+    now: datetime | None = None,
+) -> OpenMount:
+    """Validate one mount and open its directory; raises MOUNT_REFUSED saying why."""
+    lease_id, org = str(mount["lease_id"]), str(mount["org"])
+    expires_at = parse_time(mount["expires_at"], f"mounts.{claim}.expires_at")
+    if expires_at <= (now or datetime.now(UTC)):
+        raise ExecutorError(
+            "LEASE_EXPIRED", f"lease {lease_id} expired at {expires_at.isoformat()}"
+        )
+    root = org_roots.get(org)
+    if not root:
+        raise refuse(lease_id, f"the executor has no mount root for organization {org!r}")
+    # As configured or with the root's own links resolved: both name the same place.
+    expected = os.path.join(os.path.realpath(root), run_id, lease_id)
+    as_configured = os.path.join(os.path.normpath(root), run_id, lease_id)
+    handle = str(mount["handle"])
+    if handle not in (expected, as_configured):
+        raise refuse(
+            lease_id,
+            f"its handle is not the one organization {org}'s broker makes for this run and lease",
+        )
+    record = _read_record(expected + ".json", lease_id)
+    for name, want in (("run_id", run_id), ("lease_id", lease_id), ("user", user)):
+        if record.get(name) != want:
+            raise refuse(lease_id, f"the owner's record of the mount names another {name}")
+    if not os.path.islink(expected) and not os.path.isdir(expected):
+        raise refuse(lease_id, "the owner's broker has not materialized it (or removed it)")
+    try:
+        fd = os.open(expected, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise refuse(lease_id, "it does not lead to a directory") from None
+    except OSError:
+        raise refuse(lease_id, "its data is not reachable on this host") from None
+    return OpenMount(claim, org, lease_id, expires_at, int(mount["data_gid"]), fd)
+
+
+def _read_record(path: str, lease_id: str) -> dict[str, Any]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise refuse(lease_id, "the owner's broker has no record of this mount") from None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(65536)
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        raise refuse(lease_id, "the owner's record of the mount is not readable") from None
+    if not isinstance(record, dict):
+        raise refuse(lease_id, "the owner's record of the mount is not readable")
+    return record
