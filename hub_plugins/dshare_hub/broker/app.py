@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import logging
 import os
@@ -18,16 +19,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 from tornado.ioloop import PeriodicCallback
-from traitlets import Dict, Float, Integer, Unicode, default
+from traitlets import Dict, Float, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from ..keys import KekSource, KeyService, KeyStore
 from ..ledger import Ledger
 from ..ledger.identity import OrgIdentity, load_identity
+from .executor_client import ExecutorClient
 from .handlers import routes
 from .materialize import LocalMaterializer, Materializer
 from .peers import NonceStore, Signer
 from .reaper import Reaper
+from .runs import RunService
 from .service import Broker
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
@@ -128,6 +131,44 @@ class BrokerApp(Application):
         in. Change it only together with the broker's RBAC.""",
     ).tag(config=True)
 
+    executor_url = Unicode(
+        "",
+        help="""Embedded deployment: base URL of the job executor service (e.g.
+        http://127.0.0.1:8110/services/dshare-executor/). When set, runs are submitted with
+        their workflow and workspace, compiled here and run by the executor; the caller
+        never gets a mount. Leave empty on Kubernetes (runs go to Argo Workflows).""",
+    ).tag(config=True)
+
+    system_username_template = Unicode(
+        "{username}",
+        help="""Embedded deployment: the OS user a hub user's server runs as, as the
+        spawner names it (e.g. 'jupyter-{username}'); released outputs are written into
+        that user's home with that user's rights. Change it together with the spawner's.""",
+    ).tag(config=True)
+
+    storage_roots = List(
+        Unicode(),
+        [],
+        help="""Directories this organization's local/hostpath datasets must lie under.
+        Registering or updating a dataset whose path resolves outside them (another
+        organization's directory, /etc, the deployment's own state) is refused, naming the
+        roots. Empty: no restriction (only for trusted single-organization setups).""",
+    ).tag(config=True)
+
+    data_group = Unicode(
+        "",
+        help="""Embedded deployment: the group that may read this organization's raw data
+        files. The executor gives it to a run's jobs (inside their sandbox, and only for
+        runs that lease this organization's data). Empty: jobs get no extra group.""",
+    ).tag(config=True)
+
+    max_workspace_bytes = Integer(
+        64 * 1024 * 1024,
+        help="""Largest workspace (the compressed snapshot of the scientist's home a run
+        starts from) accepted with a run. Raise it when scientists need bigger inputs of
+        their own; leased data never counts.""",
+    ).tag(config=True)
+
     aliases = {"org": "BrokerApp.org", "config": "BrokerApp.config_file"}
 
     @default("port")
@@ -189,7 +230,8 @@ class BrokerApp(Application):
 
     def make_materializer(self, data_dir: Path) -> Materializer:
         if self.materializer_kind == "local":
-            return LocalMaterializer(data_dir)
+            gid = grp.getgrnam(self.data_group).gr_gid if self.data_group else None
+            return LocalMaterializer(data_dir, data_gid=gid)
         from kubernetes_asyncio import client, config
 
         from ..k8s.api import KubeApi
@@ -265,20 +307,35 @@ class BrokerApp(Application):
             nonces=NonceStore(keystore.engine, self.peer_window),
             ca_for_org=self.ca_for_org,
             peers={str(k): str(v) for k, v in self.peers.items()},
+            storage_roots=list(self.storage_roots),
         )
+        runs = None
+        if self.executor_url:
+            runs = RunService(
+                broker,
+                ExecutorClient(self.executor_url),
+                state_dir=data_dir / "runs",
+                system_username_template=self.system_username_template,
+                max_workspace_bytes=self.max_workspace_bytes,
+            )
         reaper = Reaper(org=self.org, ledger=ledger, materializer=materializer)
         app = web.Application(
             routes(self.base_url),
             broker=broker,
             hub_auth=HubAuth(),
             openapi=load_openapi(),
-            max_body_size=1024 * 1024,
+            runs=runs,
+            # Runs carry their workspace; every other handler refuses bodies over 1 MiB.
+            max_body_size=self.max_workspace_bytes * 3 // 2 + 1024 * 1024,
         )
         return app, broker, reaper
 
     async def serve(self) -> None:
         ledger = self.open_ledger()
         app, _broker, reaper = self.build(ledger)
+        runs: RunService | None = app.settings.get("runs")
+        if runs is not None and runs.resume():
+            logging.getLogger("dshare.broker").info("following runs started before a restart")
         server = app.listen(self.port, self.ip, xheaders=True)
         logging.getLogger("dshare.broker").info(
             "dshare broker of %s on http://%s:%s%s", self.org, self.ip, self.port, self.base_url

@@ -10,6 +10,7 @@ from jupyterhub.services.auth import HubAuth, HubAuthenticated, UserNotAllowed
 from tornado import web
 
 from .errors import ApiError
+from .runs import RunService
 from .service import Broker
 from .views import (
     Caller,
@@ -65,7 +66,14 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
     def caller(self) -> Caller:
         return caller_from_hub(self.current_user)
 
+    max_body_bytes = 1024 * 1024
+
     def body(self) -> Any:
+        if len(self.request.body or b"") > self.max_body_bytes:
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                f"the request body is over {self.max_body_bytes:,} bytes; send less",
+            )
         try:
             return json.loads(self.request.body or b"null")
         except ValueError as error:
@@ -164,22 +172,78 @@ class LeaseActionHandler(BaseHandler):
             self.reply(await self.broker.decide_lease(self.caller, lease_id, action == "approve"))
 
 
-class RunsHandler(BaseHandler):
+class _RunsBase(BaseHandler):
+    @property
+    def runs(self) -> RunService | None:
+        runs: RunService | None = self.settings.get("runs")
+        return runs
+
+    def executor_runs(self) -> RunService:
+        if self.runs is None:
+            raise ApiError(
+                "NOT_FOUND", "this broker has no job executor (runs go to Argo Workflows)"
+            )
+        return self.runs
+
+
+class RunsHandler(_RunsBase):
+    # Workspaces (the files a run's jobs need) come with the run.
+    max_body_bytes = 96 * 1024 * 1024
+
     async def get(self) -> None:
         self.reply(await self.broker.list_runs(self.caller))
 
     async def post(self) -> None:
-        name, lease_ids, spec = check_run_request(self.body())
+        body = self.body()
+        if self.runs is not None:
+            # Embedded: the broker runs what it compiled itself; a bare list of leases
+            # would hand out mounts, so it is not accepted here.
+            if isinstance(body, dict) and "lease_ids" in body and "spec" not in body:
+                raise ApiError(
+                    "INVALID_ARGUMENT",
+                    "lease_ids: this broker starts runs from their workflow, not from a list "
+                    "of leases; send {spec, workspace} (what %dshare_run and dshare run do)",
+                    "lease_ids",
+                )
+            self.reply(await self.runs.submit(self.caller, body), 201)
+            return
+        name, lease_ids, spec = check_run_request(body)
         self.reply(await self.broker.create_run(self.caller, name, lease_ids, spec), 201)
 
 
-class RunHandler(BaseHandler):
+class RunHandler(_RunsBase):
     async def get(self, run_id: str) -> None:
-        self.reply(await self.broker.get_run(self.caller, run_id))
+        if self.runs is not None:
+            self.reply(await self.runs.get(self.caller, run_id))
+        else:
+            self.reply(await self.broker.get_run(self.caller, run_id))
 
 
-class RunFinishHandler(BaseHandler):
+class RunLogHandler(_RunsBase):
+    async def get(self, run_id: str, job: str) -> None:
+        text = await self.executor_runs().logs(self.caller, run_id, job)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(text)
+
+
+class RunCancelHandler(_RunsBase):
     async def post(self, run_id: str) -> None:
+        self.reply(await self.executor_runs().cancel(self.caller, run_id))
+
+
+class OutputDecisionHandler(_RunsBase):
+    async def post(self, run_id: str) -> None:
+        self.reply(await self.executor_runs().decide(self.caller, run_id, self.body()))
+
+
+class RunFinishHandler(_RunsBase):
+    async def post(self, run_id: str) -> None:
+        if self.runs is not None:
+            raise ApiError(
+                "FORBIDDEN",
+                "runs of this broker are finished by the broker when the executor reports "
+                "their end; cancel one with POST runs/<id>/cancel",
+            )
         outcome, result = check_finish_request(self.body())
         self.reply(await self.broker.finish_run(self.caller, run_id, outcome, result))
 
@@ -224,6 +288,9 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/runs", RunsHandler),
         (f"{api}/runs/{ident}", RunHandler),
         (f"{api}/runs/{ident}/finish", RunFinishHandler),
+        (f"{api}/runs/{ident}/logs/{ident}", RunLogHandler),
+        (f"{api}/runs/{ident}/cancel", RunCancelHandler),
+        (f"{api}/runs/{ident}/outputs/decide", OutputDecisionHandler),
         (f"{api}/peer/mounts", PeerMountHandler),
         (f"{prefix.rstrip('/')}/.*", NotFoundHandler),
     ]

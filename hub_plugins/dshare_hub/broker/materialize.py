@@ -63,7 +63,8 @@ class LocalMaterializer:
     crash leaves either a complete record or none.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, data_gid: int | None = None) -> None:
+        self.data_gid = data_gid
         self.root = Path(data_dir) / "mounts"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
 
@@ -117,7 +118,14 @@ class LocalMaterializer:
                 tmp_link.unlink()
             tmp_link.symlink_to(target, target_is_directory=True)
             os.replace(tmp_link, handle)
-        return {"lease_id": lease["id"], "handle": str(handle), "expires_at": record["expires_at"]}
+        # The handle is a path under this broker's 0700 state: only the root executor
+        # resolves it, and the broker hands it to nobody but the executor.
+        return {
+            "lease_id": lease["id"],
+            "handle": str(handle),
+            "expires_at": record["expires_at"],
+            "data_gid": self.data_gid,
+        }
 
     async def release(self, *, lease_id: str | None = None, run_id: str | None = None) -> int:
         if lease_id is None and run_id is None:

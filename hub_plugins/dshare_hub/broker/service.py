@@ -3,11 +3,10 @@ with the keys and with mounts. Handlers only translate requests and responses.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import os
 import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -17,6 +16,7 @@ from ..keys import KeyService, KeyServiceError
 from ..ledger import Ledger, LedgerError
 from .errors import ApiError, from_keys, from_ledger
 from .materialize import MaterializeError, Materializer
+from .pagecache import PageCache
 from .peers import NonceStore, Signer, verify_signed
 from .views import (
     Caller,
@@ -36,63 +36,6 @@ ADMIN = "custom:dshare:admin"
 REAPER_ACTOR = "dshare-reaper"
 
 
-StateToken = Callable[[], Awaitable[Hashable]]
-
-
-class PageCache:
-    """Response bodies of dataset pages, each kept with the ledger state token it was made at.
-
-    A body is served only while the ledger still answers the same token (no commit from any
-    process, no lease past its expiry since), so a page is never older than the last
-    commit; the token is read before the lookup. One request makes a missing page while
-    concurrent requests for it wait, so a commit does not set off 50 identical queries.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._bodies: OrderedDict[str, tuple[Hashable, bytes]] = OrderedDict()
-        self._making: dict[tuple[str, Hashable], asyncio.Future[bytes | None]] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._bodies)
-
-    async def get(self, key: str, make: Callable[[], Awaitable[bytes]], token: StateToken) -> bytes:
-        at = await token()
-        while True:
-            kept = self._bodies.get(key)
-            if kept is not None and kept[0] == at:
-                self._bodies.move_to_end(key)
-                self.hits += 1
-                return kept[1]
-            making = self._making.get((key, at))
-            if making is None:
-                break
-            body = await asyncio.shield(making)
-            if body is not None:
-                self.hits += 1
-                return body
-            # The request making it was refused or failed: errors are not shared, so the
-            # first waiter to wake makes it again and the others wait for that one.
-        self.misses += 1
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._making[(key, at)] = future
-        body = None
-        try:
-            body = await make()
-        finally:
-            del self._making[(key, at)]
-            future.set_result(body)
-        # Kept only if nothing changed while it was made: then it is the page at `at`.
-        if await token() == at:
-            self._bodies[key] = (at, body)
-            self._bodies.move_to_end(key)
-            while len(self._bodies) > self.size:
-                self._bodies.popitem(last=False)
-        return body
-
-
 class Broker:
     def __init__(
         self,
@@ -107,6 +50,7 @@ class Broker:
         peers: dict[str, str],
         peer_timeout_s: float = 30.0,
         page_cache_size: int = 256,
+        storage_roots: list[str] | None = None,
     ) -> None:
         self.org = org
         self.ledger = ledger
@@ -118,6 +62,7 @@ class Broker:
         self.peers = {name: url.rstrip("/") for name, url in peers.items()}
         self.peer_timeout_s = peer_timeout_s
         self.pages = PageCache(page_cache_size)
+        self.storage_roots = [os.path.realpath(r) for r in storage_roots or []]
 
     # -- who may do what -------------------------------------------------------------------
 
@@ -241,6 +186,7 @@ class Broker:
         asset_id = check_id(fields.get("id") or f"ds-{secrets.token_hex(8)}", "id")
         fields["id"] = asset_id
         assert storage is not None
+        self._check_storage_root(storage[0], storage[1])
         sealed = self._seal(asset_id, storage[1])
         fields["sealed_storage"] = sealed
         try:
@@ -265,6 +211,7 @@ class Broker:
                     f"only the owner organization '{current['owner_org']}' may update asset "
                     f"'{asset_id}'",
                 )
+            self._check_storage_root(storage[0], storage[1])
             sealed = self._seal(asset_id, storage[1])
             fields["sealed_storage"] = sealed
         try:
@@ -288,6 +235,22 @@ class Broker:
             await self.materializer.release(lease_id=lease["id"])
         log.info("%s retired dataset %s; %d data key(s) destroyed", caller.user, asset_id, shredded)
         return dataset_view(asset)
+
+    def _check_storage_root(self, kind: str, details: dict[str, Any]) -> None:
+        """Local storage must lie under one of this org's roots: never another org's
+        directory, /etc or the deployment's own state."""
+        if kind not in ("local", "hostpath") or not self.storage_roots:
+            return
+        path = details.get("path")
+        real = os.path.realpath(path) if isinstance(path, str) and path.startswith("/") else ""
+        if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in self.storage_roots):
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                "storage.details.path: is outside this organization's storage roots "
+                f"({', '.join(self.storage_roots)}); put the data under one of them or ask "
+                "the operator to add a root (BrokerApp.storage_roots)",
+                "storage.details.path",
+            )
 
     def _seal(self, asset_id: str, details: dict[str, Any]) -> str:
         try:
@@ -381,6 +344,64 @@ class Broker:
             await self._submit("FinishRun", run["id"], "cancelled", "", actor=caller.user)
             raise
         return {"run": run_view(run), "mounts": mounts}
+
+    async def start_run(
+        self, caller: Caller, name: str, lease_ids: list[str], spec_sha256: str
+    ) -> dict[str, Any]:
+        self.require(caller, LEASE)
+        run: dict[str, Any] = await self._submit(
+            "RecordRun", json.dumps(lease_ids), spec_sha256, name, actor=caller.user
+        )
+        return run
+
+    async def materialize_for_run(self, lease_id: str, run_id: str, user: str) -> dict[str, Any]:
+        """This org's data is mounted here; another org's by its own broker."""
+        lease = await self._evaluate("GetLease", lease_id, actor=user)
+        if lease["owner_org"] == self.org:
+            return await self.mount_for(lease_id=lease_id, run_id=run_id, user=user, org=self.org)
+        return await self._peer_mount(lease, run_id, user)
+
+    async def end_run(
+        self,
+        run_id: str,
+        user: str,
+        outcome: str,
+        digest: str = "",
+        outputs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Record how a run ended (and what left it), then remove what this org mounted;
+        other owners' reapers remove theirs once the ledger says the run ended."""
+        args = [run_id, outcome, digest] + ([json.dumps(outputs)] if outputs else [])
+        try:
+            await self._submit("FinishRun", *args, actor=user)
+        finally:
+            await self.materializer.release(run_id=run_id)
+
+    async def run_record(self, run_id: str, actor: str) -> dict[str, Any]:
+        run: dict[str, Any] = await self._evaluate(
+            "GetRun", check_id(run_id, "run_id"), actor=actor
+        )
+        return run
+
+    async def decide_output(
+        self, caller: Caller, run_id: str, path: str, approve: bool, reason: str
+    ) -> dict[str, Any]:
+        run = await self.run_record(run_id, caller.user)
+        entry = next((o for o in run.get("outputs") or [] if o.get("path") == path), None)
+        mine = (entry or {}).get("decisions", {}).get(self.org)
+        if mine is not None and mine.get("approve") == approve:
+            return run  # already on the ledger: only the executor's side was left to do
+        decided: dict[str, Any] = await self._submit(
+            "DecideOutput", run_id, path, "true" if approve else "false", reason, actor=caller.user
+        )
+        log.info(
+            "%s %s output %s of run %s",
+            caller.user,
+            "approved" if approve else "denied",
+            path,
+            run_id,
+        )
+        return decided
 
     async def mount_for(self, *, lease_id: str, run_id: str, user: str, org: str) -> dict[str, Any]:
         """Materialize a lease of one of this org's assets, after checking on the ledger."""
