@@ -126,6 +126,36 @@ class AsyncBrokerClient:
             payload["result_sha256"] = result_sha256
         return dict(await self.call("POST", f"runs/{quote(run_id, safe='')}/finish", payload))
 
+    async def submit_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.call("POST", "runs", body))
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self.call("GET", f"runs/{quote(run_id, safe='')}"))
+
+    async def run_logs(self, run_id: str, job: str) -> str:
+        path = f"runs/{quote(run_id, safe='')}/logs/{quote(job, safe='')}"
+        url = f"{self.base}api/v1/{path}"
+        request = HTTPRequest(
+            url,
+            headers={"Authorization": f"token {_token()}"},
+            request_timeout=self.timeout,
+            follow_redirects=False,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except OSError as e:
+            raise BrokerUnavailable(f"the broker at {self.base} did not answer: {e}") from None
+        if response.code >= 400:
+            try:
+                body = json.loads(response.body or b"{}")
+            except ValueError:
+                body = {}
+            raise BrokerError(response.code, body if isinstance(body, dict) else {})
+        return (response.body or b"").decode(errors="replace")
+
+    async def cancel_run(self, run_id: str) -> None:
+        await self.call("POST", f"runs/{quote(run_id, safe='')}/cancel", {})
+
 
 def from_environment() -> AsyncBrokerClient:
     """The client the magic and the CLI use: the broker the spawner configured."""

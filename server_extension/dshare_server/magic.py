@@ -76,7 +76,10 @@ def default_broker() -> BrokerClient:
 
 def default_context() -> RunContext:
     ctx = RunContext(user=os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
-    if os.environ.get("DSHARE_RUNNER", "local") == "argo":
+    runner = os.environ.get("DSHARE_RUNNER", "broker")
+    if runner == "local":
+        ctx.mode = "local"
+    if runner == "argo":
         ctx.mode = "argo"
         from .workflow.argo import ArgoClient
 

@@ -111,7 +111,7 @@ class RunsHandler(DShareHandler):
         runs_dir = Path(self.dshare_config.runs_dir)
         for run in body.get("items", []):
             local = _local_run(runs_dir, str(run.get("id")))
-            run["jobs"] = local.get("jobs", []) if local else []
+            run["jobs"] = local.get("jobs", []) if local else run.get("jobs", [])
         self.write_json(200, body)
 
 
@@ -125,8 +125,12 @@ class RunHandler(DShareHandler):
         except (BrokerError, BrokerUnavailable) as e:
             broker_error_reply(self, e)
             return
+        # Runs through the broker's executor come with their jobs; in-process ones
+        # (no data) keep their job states here.
         local = _local_run(Path(self.dshare_config.runs_dir), run_id)
-        run["jobs"] = local.get("jobs", []) if local else []
+        if local:
+            run["jobs"] = local.get("jobs", [])
+        run.setdefault("jobs", [])
         self.write_json(200, run)
 
 
@@ -137,12 +141,17 @@ class RunLogHandler(DShareHandler):
             if not SAFE_ID.match(value):
                 raise tornado.web.HTTPError(400, "%s %r has characters it cannot have", what, value)
         path = Path(self.dshare_config.runs_dir) / run_id / "logs" / f"{job}.log"
-        if not path.is_file():
-            raise tornado.web.HTTPError(
-                404, "no log for job %s of run %s on this server", job, run_id
-            )
+        if path.is_file():
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(path.read_bytes())
+            return
+        try:
+            text = await self.broker().run_logs(run_id, job)
+        except (BrokerError, BrokerUnavailable) as e:
+            broker_error_reply(self, e)
+            return
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(path.read_bytes())
+        self.finish(text)
 
 
 WORKFLOW_ROUTES: list[tuple[str, type[DShareHandler]]] = [

@@ -35,6 +35,7 @@ def shell(tmp_path, home):
     magics.broker_factory = lambda: broker
     magics.context_factory = lambda: RunContext(
         user="alice",
+        mode="local",
         home_dir=str(home),
         cwd=str(home),
         run_root=str(tmp_path / "runs"),
@@ -134,6 +135,7 @@ def cli(tmp_path, home, broker):
         broker_factory=lambda: broker,
         context_factory=lambda: RunContext(
             user="alice",
+            mode="local",
             home_dir=str(home),
             cwd=str(home),
             run_root=str(tmp_path / "r"),

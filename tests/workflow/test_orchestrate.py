@@ -19,6 +19,7 @@ from .thesis import LABELS, LISTING_5_2_IDS, write_corpus, write_scripts
 def context(tmp_path: Path, home: Path, **kw) -> RunContext:
     return RunContext(
         user="alice",
+        mode="local",
         home_dir=str(home),
         cwd=kw.pop("cwd", str(home)),
         run_root=str(tmp_path / "runs"),

@@ -7,6 +7,7 @@ cancellation), because that is what releases the mounts it materialized.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from .leases import leases_by_id, parse_timestamp
 from .local_runner import LocalRunner
 from .runs import JobResult, Run, utcnow
 from .spec import Spec, parse
+from .workspace import pack_home
 
 UpdateCallback = Callable[[Run], None]
 
@@ -44,12 +46,32 @@ class BrokerClient(Protocol):
         ...
 
 
+class ExecutorBroker(Protocol):
+    """What a run through the broker's executor needs (embedded deployment)."""
+
+    async def list_leases(self) -> list[dict[str, Any]]: ...
+
+    async def submit_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /runs` with `{spec, workspace, working_dir, name}`: ``{"run": Run}``."""
+        ...
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        """`GET /runs/{id}`: the ledger's record with the executor's jobs and outputs."""
+        ...
+
+    async def run_logs(self, run_id: str, job: str) -> str: ...
+
+    async def cancel_run(self, run_id: str) -> None: ...
+
+
 @dataclass
 class RunContext:
     """Where and as whom a workflow runs; built by the magic or the CLI."""
 
     user: str
-    mode: Literal["local", "argo"] = "local"
+    # broker: the org broker compiles and its executor runs (embedded deployment);
+    # argo: submitted to Argo Workflows; local: in this process, for runs without data.
+    mode: Literal["broker", "local", "argo"] = "broker"
     home_dir: str = field(default_factory=lambda: os.path.expanduser("~"))  # host side
     cwd: str = field(default_factory=os.getcwd)
     home_path: str = "/home/jovyan"  # the notebook's home as jobs see it
@@ -169,6 +191,8 @@ async def run_workflow(
         run.state = "succeeded"
         notify(run)
         return run
+    if ctx.mode == "broker":
+        return await _run_on_executor(text, spec, name, broker, ctx, wait, notify)  # type: ignore[arg-type]
     started = await broker.start_run(name, spec.lease_ids, spec.sha256())
     run_id = str(started["run"]["id"])
     run = new_run(spec, run_id, name, ctx.mode)
@@ -213,6 +237,95 @@ async def run_workflow(
             await asyncio.shield(broker.finish_run(run_id, outcome, digest))
         run.finished_at = run.finished_at or utcnow()
         notify(run)
+    return run
+
+
+def _apply_broker_view(run: Run, view: dict[str, Any]) -> None:
+    for info in view.get("jobs") or []:
+        job = run.jobs.get(str(info.get("name")))
+        if job is None:
+            continue
+        job.state = str(info.get("state") or job.state)
+        job.exit_code = info.get("exit_code")
+        job.message = str(info.get("message") or "")
+        job.started_at = parse_timestamp(info.get("started_at"))
+        job.finished_at = parse_timestamp(info.get("finished_at"))
+    if view.get("state") == "finished":
+        run.state = str(view.get("outcome") or "failed")
+        run.finished_at = parse_timestamp(view.get("finished_at")) or utcnow()
+    else:
+        run.state = "running"
+    run.message = str(view.get("message") or "")
+    run.outputs = list(view.get("outputs") or [])
+
+
+def outputs_summary(outputs: list[dict[str, Any]]) -> str:
+    """What the output gate let out and what it held, in words for the notebook."""
+    lines = []
+    for o in outputs:
+        if o.get("decision") == "released":
+            lines.append(f"released: {o['path']}")
+            continue
+        why = "; ".join(
+            str(c.get("message") or c.get("name"))
+            for c in o.get("checks") or []
+            if not c.get("passed")
+        )
+        by = ", ".join(o.get("held_by") or o.get("owners") or [])
+        what = "denied" if o.get("decision") == "denied" else f"held for review by {by}"
+        lines.append(f"{what}: {o['path']}" + (f" ({why})" if why else ""))
+    return "\n".join(lines)
+
+
+async def _run_on_executor(
+    text: str,
+    spec: Spec,
+    name: str,
+    broker: ExecutorBroker,
+    ctx: RunContext,
+    wait: bool,
+    notify: UpdateCallback,
+    poll_s: float = 0.3,
+) -> Run:
+    """Send the spec and the home's snapshot; the broker compiles, binds and runs it."""
+    rel = os.path.relpath(os.path.realpath(ctx.cwd), os.path.realpath(ctx.home_dir))
+    working_dir = "" if rel == "." or rel.startswith("..") else rel.replace(os.sep, "/")
+    workspace = await asyncio.to_thread(pack_home, ctx.home_dir)
+    started = await broker.submit_run(
+        {
+            "spec": text,
+            "name": name,
+            "working_dir": working_dir,
+            "workspace": base64.b64encode(workspace).decode(),
+        }
+    )
+    run = new_run(spec, str(started["run"]["id"]), name, "broker")
+    run.state, run.started_at = "running", utcnow()
+    notify(run)
+    if not wait:
+        return run
+    try:
+        while True:
+            view = await broker.get_run(run.id)
+            _apply_broker_view(run, view)
+            notify(run)
+            if run.done:
+                break
+            await asyncio.sleep(poll_s)
+    except asyncio.CancelledError:
+        await asyncio.shield(broker.cancel_run(run.id))
+        run.state, run.message = "cancelled", "the run was cancelled"
+        raise
+    for job in run.jobs.values():
+        if job.state in ("succeeded", "failed"):
+            try:
+                job.log_text = await broker.run_logs(run.id, job.name)
+            except Exception as exc:  # a log is best effort once the run is over
+                job.log_text = f"(log unavailable: {exc})"
+    summary = outputs_summary(run.outputs)
+    if summary:
+        run.message = f"{run.message}\n{summary}".strip()
+    notify(run)
     return run
 
 

@@ -64,6 +64,8 @@ class Run:
     workflow_name: str | None = None  # the Argo Workflow's name once submitted
     manifest: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    # What the output gate decided for each file the jobs wrote (executor runs).
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -97,6 +99,7 @@ class Run:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "jobs": [j.as_dict() for j in self.jobs.values()],
+            "outputs": self.outputs,
         }
 
     def __repr__(self) -> str:
