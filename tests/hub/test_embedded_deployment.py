@@ -1,15 +1,22 @@
-"""The embedded deployment as a newcomer meets it: log in, reach JupyterLab, see dshare."""
+"""The embedded deployment as a newcomer meets it: log in, reach JupyterLab, see dshare;
+and as an attacker meets it: a scientist's kernel is its own OS user and opens no secret."""
 
 from __future__ import annotations
 
+import grp
 import json
+import pwd
 import re
+import stat
+from pathlib import Path
 
 import pytest
 from hubclient import HubSession
 
 from dshare_hub.auth.directory import DirectoryUser, edit_directory
 from dshare_hub.auth.passwords import hash_password
+from dshare_hub.demo.content import ORGS
+from dshare_hub.spawner.system_users import os_username
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -123,3 +130,155 @@ async def test_leased_dataset_skeleton_is_in_the_server_and_no_secret_is(deploym
         assert kek not in env_line, f"{org}'s key-encryption key reached the server"
     real_corpus = str(layout.data / "uio" / "lorem-corpus")
     assert real_corpus not in env_line, "the owner's storage path reached the server"
+
+
+# --- What a scientist's own code can reach, checked from a real kernel as an attacker would.
+
+
+def _secret_and_private_paths(layout) -> dict[str, Path]:
+    paths = {
+        "hub cookie secret": layout.hub_dir / "cookie_secret",
+        "hub database": layout.hub_dir / "jupyterhub.sqlite",
+        "seeder token": layout.root / "secrets" / "seeder-token",
+        "proxy token": layout.root / "secrets" / "proxy-token",
+        "demo logins": layout.logins_file,
+        "users.yaml": layout.user_directory,
+        "ledger database": layout.ledger_db,
+        "another user's home": layout.homes / "uio-scientist" / "experiment.ipynb",
+    }
+    for org in ORGS:
+        low = org.lower()
+        paths[f"{org} KEK"] = layout.kek_file(org)
+        paths[f"{org} key store"] = layout.org_dir(org) / "keys.sqlite"
+        paths[f"{org} broker config"] = layout.broker_config(org)
+        paths[f"{org} key.pem"] = layout.identities / org / "key.pem"
+        paths[f"{org} CA key"] = layout.identities / org / "ca-key.pem"
+        paths[f"{org} raw corpus"] = layout.data / low / "lorem-corpus" / "part-000.txt"
+        paths[f"{org} raw payments"] = layout.data / low / "payments" / "transactions.csv"
+    for name, path in paths.items():
+        assert path.exists(), f"the test's path for {name} is wrong: {path}"
+    return paths
+
+
+async def test_scientist_kernel_runs_as_its_own_user_and_reads_no_secret(deployment, logins):
+    layout = deployment.layout
+    paths = _secret_and_private_paths(layout)
+    dirs = {
+        "the homes root": layout.homes,
+        "another user's home": layout.homes / "uio-scientist",
+        "the ledger dir": layout.ledger_db.parent,
+        "the hub dir": layout.hub_dir,
+        **{f"{org}'s data": layout.data / org.lower() for org in ORGS},
+        **{f"{org}'s state": layout.org_dir(org) for org in ORGS},
+    }
+    session = HubSession(layout.public_url)
+    await session.login("uis-scientist", logins["uis-scientist"])
+    await session.start_server()
+    out, errors = await session.run_code(
+        "import json, os\n"
+        f"files = {json.dumps({k: str(v) for k, v in paths.items()})}\n"
+        f"dirs = {json.dumps({k: str(v) for k, v in dirs.items()})}\n"
+        "def attempt(fn, path):\n"
+        "    try:\n"
+        "        fn(path)\n"
+        "        return 'allowed'\n"
+        "    except Exception as e:\n"
+        "        return type(e).__name__\n"
+        "print(json.dumps({\n"
+        "    'uid': os.getuid(), 'euid': os.geteuid(), 'groups': os.getgroups(),\n"
+        "    'home': os.path.expanduser('~'),\n"
+        "    'files': {k: attempt(lambda p: open(p, 'rb').read(1), p) for k, p in files.items()},\n"
+        "    'dirs': {k: attempt(os.listdir, p) for k, p in dirs.items()},\n"
+        "}))\n"
+    )
+    assert not errors, (out, errors)
+    seen = json.loads(out.strip().splitlines()[-1])
+    own = pwd.getpwnam(os_username(layout.user_template, "uis-scientist"))
+    assert seen["uid"] == seen["euid"] == own.pw_uid != 0
+    assert seen["groups"] == [own.pw_gid], "the scientist is in another group"
+    assert seen["home"] == str(layout.homes / "uis-scientist")
+    readable = {k: v for k, v in seen["files"].items() if v != "PermissionError"}
+    assert readable == {}, f"a scientist's kernel can open these: {readable}"
+    listable = {k: v for k, v in seen["dirs"].items() if v != "PermissionError"}
+    assert listable == {}, f"a scientist's kernel can list these: {listable}"
+
+
+def _broker_processes(layout) -> dict[str, list[dict[str, list[int]]]]:
+    found: dict[str, list[dict[str, list[int]]]] = {org: [] for org in ORGS}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            status = (proc / "status").read_text().splitlines()
+        except OSError:
+            continue
+        for org in ORGS:
+            if str(layout.broker_config(org)).encode() in argv and b"dshare_hub.broker" in argv:
+                fields = {
+                    line.split(":")[0]: [int(x) for x in line.split()[1:]]
+                    for line in status
+                    if line.startswith(("Uid:", "Gid:", "Groups:"))
+                }
+                found[org].append(fields)
+    return found
+
+
+async def test_each_broker_runs_as_its_own_service_user(deployment):
+    layout = deployment.layout
+    ledger_gid = grp.getgrnam(layout.ledger_group).gr_gid
+    found = _broker_processes(layout)
+    for org in ORGS:
+        assert len(found[org]) == 1, f"{org}'s broker process: {found[org]}"
+        broker = pwd.getpwnam(layout.broker_user(org))
+        assert broker.pw_uid < 1000 and broker.pw_uid != 0
+        assert broker.pw_shell == "/usr/sbin/nologin"
+        proc = found[org][0]
+        assert proc["Uid"] == [broker.pw_uid] * 4, f"{org}'s broker runs as {proc['Uid']}"
+        assert proc["Gid"] == [broker.pw_gid] * 4
+        assert sorted(proc["Groups"]) == sorted({broker.pw_gid, ledger_gid})
+
+
+def _owner_mode(path: Path) -> tuple[str, str, int]:
+    info = path.lstat()
+    return (
+        pwd.getpwuid(info.st_uid).pw_name,
+        grp.getgrgid(info.st_gid).gr_name,
+        stat.S_IMODE(info.st_mode),
+    )
+
+
+async def test_every_file_has_the_owner_and_mode_of_the_design(deployment):
+    layout = deployment.layout
+    for path in (layout.root, layout.homes, layout.data):
+        assert _owner_mode(path) == ("root", "root", 0o711), path
+    for path in (layout.hub_dir, layout.root / "secrets", layout.user_directory.parent):
+        assert _owner_mode(path) == ("root", "root", 0o700), path
+    for path in (
+        layout.hub_dir / "cookie_secret",
+        layout.root / "secrets" / "seeder-token",
+        layout.user_directory,
+        layout.logins_file,
+    ):
+        assert _owner_mode(path) == ("root", "root", 0o600), path
+    ledger = layout.ledger_db.parent
+    assert _owner_mode(ledger) == ("root", layout.ledger_group, 0o2770)
+    writers = {"root", *(layout.broker_user(org) for org in ORGS)}
+    for path in ledger.iterdir():
+        owner, group, mode = _owner_mode(path)
+        assert (owner in writers, group, mode) == (True, layout.ledger_group, 0o660), path
+    for org in ORGS:
+        broker = layout.broker_user(org)
+        for top, mode_d, mode_f, group in (
+            (layout.org_dir(org), 0o700, 0o600, broker),
+            (layout.identities / org, 0o700, 0o600, broker),
+            (layout.data / org.lower(), 0o2750, 0o640, layout.data_group(org)),
+        ):
+            for path in [top, *top.rglob("*")]:
+                if path.is_symlink():
+                    continue
+                want = mode_d if path.is_dir() else mode_f
+                assert _owner_mode(path) == (broker, group, want), path
+    for user in ("uis-scientist", "uio-scientist"):
+        name = os_username(layout.user_template, user)
+        assert _owner_mode(layout.homes / user) == (name, name, 0o700)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from . import isolation
 from .content import ORGS
 from .layout import DemoLayout
 from .provision import provision
@@ -60,7 +61,10 @@ class Deployment:
             DSHARE_HUB_PORT=str(self.layout.hub_port),
             DSHARE_BROKER_BASE_PORT=str(self.layout.broker_base_port),
             DSHARE_PROXY_API_PORT=str(self.layout.proxy_api_port),
+            DSHARE_EXECUTOR_PORT=str(self.layout.executor_port),
             DSHARE_PROXY_COMMAND=proxy_command(),
+            DSHARE_ACCOUNT_PREFIX=self.layout.account_prefix,
+            DSHARE_SPAWNER=self.layout.spawner,
         )
         # Hub-managed services and spawned servers find `dshare` and `jupyterhub-singleuser`
         # in this interpreter's environment.
@@ -73,6 +77,7 @@ class Deployment:
             layout.port: "JupyterHub's public port (--port)",
             layout.hub_port: "the hub's internal API",
             layout.proxy_api_port: "the proxy's REST API",
+            layout.executor_port: "the job executor",
         }
         for index, org in enumerate(ORGS):
             ports[layout.broker_port(index)] = f"{org}'s broker"
@@ -139,6 +144,12 @@ class Deployment:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         pid_file.unlink(missing_ok=True)
+
+    def remove_accounts(self) -> list[str]:
+        """Delete the OS users and groups of this deployment (tests: the session's own).
+
+        Call after stop(); the data directory and the homes in it stay until removed."""
+        return isolation.remove_accounts(self.layout)
 
     def __enter__(self) -> Deployment:
         try:

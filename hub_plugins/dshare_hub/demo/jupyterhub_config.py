@@ -51,6 +51,13 @@ c.JupyterHub.load_roles = [
     },
 ]
 c.Spawner.server_token_scopes = roles["server_token_scopes"]
+c.JupyterHub.load_roles.append(
+    {
+        "name": "dshare-executor-clients",
+        "scopes": ["access:services!service=dshare-executor"],
+        "services": [broker_service_name(org) for org in orgs],
+    }
+)
 
 # One broker per organization, each a hub-managed service holding only its own keys.
 services = []
@@ -62,6 +69,9 @@ for index, org in enumerate(orgs):
             "command": [
                 sys.executable,
                 "-m",
+                "dshare_hub.demo.private_exec",  # umask 077, then the broker itself
+                sys.executable,
+                "-m",
                 "dshare_hub.broker",
                 "--org",
                 org,
@@ -69,10 +79,33 @@ for index, org in enumerate(orgs):
                 str(layout.broker_config(org)),
             ],
             "cwd": str(layout.org_dir(org)),
+            # Its own service user: no other process may read its keys (the hub, running
+            # as root, switches to it; JupyterHub 5 and 6 both take this key).
+            "user": layout.broker_user(org),
             "oauth_no_confirm": True,
             "display": False,
         }
     )
+# The job executor: root, as the hub is (it starts each job under a uid of its own and
+# delivers released outputs as the scientist); only the brokers may call it.
+services.append(
+    {
+        "name": "dshare-executor",
+        "url": layout.executor_url.split("/services/")[0],
+        "command": [
+            sys.executable,
+            "-m",
+            "dshare_hub.executor",
+            "--config",
+            str(layout.executor_config),
+        ],
+        "cwd": str(layout.executor_dir),
+        "oauth_no_confirm": True,
+        "display": False,
+    }
+)
+# A service without "user" runs as the hub's own user, root: only for a service trusted
+# with everything (e.g. a job executor that switches to per-run identities itself).
 services.append(
     {
         "name": "dshare-demo-seeder",
@@ -82,12 +115,23 @@ services.append(
 )
 c.JupyterHub.services = services
 
-# Users' servers: local processes, one OS user (evaluation), JupyterLab with dshare.
-c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareLocalSpawner"
+# Users' servers: local processes, one OS user per hub user (as The Littlest JupyterHub
+# does; the hub runs as root to switch to them), JupyterLab with dshare.
 c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 90
-# The class is DShareSimpleLocalSpawner (DShareLocalSpawner is its alias); traitlets
-# config is keyed by the class's own name.
-c.DShareSimpleLocalSpawner.data_dir = str(layout.homes)
-c.DShareSimpleLocalSpawner.hub_url = layout.public_url
+if layout.spawner == "system":
+    c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareSystemLocalSpawner"
+    c.DShareSystemLocalSpawner.system_username_template = layout.user_template
+    c.DShareSystemLocalSpawner.home_root = str(layout.homes)
+    c.DShareSystemLocalSpawner.hub_url = layout.public_url
+elif layout.spawner == "simple":
+    # Evaluation only: every server as the hub's user (root); it warns at every spawn.
+    c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareSimpleLocalSpawner"
+    c.DShareSimpleLocalSpawner.data_dir = str(layout.homes)
+    c.DShareSimpleLocalSpawner.hub_url = layout.public_url
+else:
+    raise SystemExit(
+        f"DSHARE_SPAWNER is {layout.spawner!r}; use 'system' (one OS user per hub user) "
+        "or 'simple' (everyone as the hub's user, for evaluation only)"
+    )

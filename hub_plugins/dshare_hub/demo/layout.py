@@ -3,6 +3,11 @@
 One data directory holds everything an embedded deployment needs across restarts: the
 ledger, each organization's identity, key-encryption key and key store, the user
 directory, users' homes and the owners' sample data. Secret files are created 0600.
+
+It also names the OS accounts the deployment runs as (see isolation.py for who owns what):
+one user per hub user, one service user per organization's broker, the group that shares
+the ledger database and one data group per organization. `account_prefix` goes in front of
+every one of those names, so a test session never touches a demo's accounts.
 """
 
 from __future__ import annotations
@@ -21,6 +26,28 @@ class DemoLayout:
     hub_port: int = 8081
     broker_base_port: int = 8101
     proxy_api_port: int = 8001
+    executor_port: int = 8110
+    # Prefix of every OS account this deployment creates ("" for `dshare demo`).
+    account_prefix: str = ""
+    # "system": one OS user per hub user; "simple": every server as root (evaluation only).
+    spawner: str = "system"
+
+    @property
+    def user_template(self) -> str:
+        """DShareSystemLocalSpawner.system_username_template of this deployment."""
+        return f"{self.account_prefix}jupyter-{{username}}"
+
+    def broker_user(self, org: str) -> str:
+        return f"{self.account_prefix}dshare-{org.lower()}"
+
+    @property
+    def ledger_group(self) -> str:
+        """The brokers' shared group: only its members read and write the ledger database."""
+        return f"{self.account_prefix}dshare-ledger"
+
+    def data_group(self, org: str) -> str:
+        """Readers of `org`'s raw data besides its broker (a future job executor's sandboxes)."""
+        return f"{self.account_prefix}dshare-{org.lower()}-data"
 
     @property
     def ledger_db(self) -> Path:
@@ -28,6 +55,15 @@ class DemoLayout:
 
     @property
     def identities(self) -> Path:
+        """One directory per organization (key.pem, ca-key.pem), each its broker's alone.
+
+        Outside ledger/: every broker may write there, and none may touch another's keys.
+        """
+        return self.root / "identities"
+
+    @property
+    def old_identities(self) -> Path:
+        """Where data directories made before per-org accounts kept the identities."""
         return self.root / "ledger" / "identities"
 
     def org_dir(self, org: str) -> Path:
@@ -61,6 +97,11 @@ class DemoLayout:
 
     @property
     def user_directory(self) -> Path:
+        """The password hashes, in a directory of root's alone (its temp files too)."""
+        return self.root / "users" / "users.yaml"
+
+    @property
+    def old_user_directory(self) -> Path:
         return self.root / "users.yaml"
 
     @property
@@ -82,6 +123,23 @@ class DemoLayout:
             os.replace(path.with_suffix(".tmp"), path)
         return path.read_text().strip()
 
+    def storage_root(self, org: str) -> Path:
+        """The only directory `org`'s broker may register local datasets under."""
+        return self.data / org.lower()
+
+    @property
+    def executor_dir(self) -> Path:
+        """The job executor's state (runs, workspaces, held outputs): root's alone."""
+        return self.root / "executor"
+
+    @property
+    def executor_config(self) -> Path:
+        return self.executor_dir / "executor_config.py"
+
+    @property
+    def executor_url(self) -> str:
+        return f"http://{self.ip}:{self.executor_port}/services/dshare-executor/"
+
     @property
     def public_url(self) -> str:
         return f"http://{self.ip}:{self.port}/"
@@ -100,4 +158,7 @@ def layout_from_env() -> DemoLayout:
         hub_port=int(os.environ.get("DSHARE_HUB_PORT", "8081")),
         broker_base_port=int(os.environ.get("DSHARE_BROKER_BASE_PORT", "8101")),
         proxy_api_port=int(os.environ.get("DSHARE_PROXY_API_PORT", "8001")),
+        executor_port=int(os.environ.get("DSHARE_EXECUTOR_PORT", "8110")),
+        account_prefix=os.environ.get("DSHARE_ACCOUNT_PREFIX", ""),
+        spawner=os.environ.get("DSHARE_SPAWNER", "system"),
     )

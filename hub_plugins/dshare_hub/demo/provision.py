@@ -1,7 +1,9 @@
 """First start of an embedded deployment: identities, keys, users, sample data, homes.
 
 Every step checks what is already there and only adds what is missing, so a restart (or a
-crash in the middle of provisioning) finishes the job without touching what exists.
+crash in the middle of provisioning) finishes the job without touching what exists. It runs
+as root: it creates the OS accounts and hands each file to its owner (see isolation.py).
+Nothing is written as root into a user's home; that happens as the user.
 """
 
 from __future__ import annotations
@@ -9,15 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import sys
 from pathlib import Path
 
 from ..auth.directory import DirectoryUser, edit_directory
 from ..auth.passwords import hash_password
 from ..keys.kek import generate_kek_line
+from ..ledger.core import acquire_core, release_core
 from ..ledger.identity import create_org
+from ..spawner import system_users
+from . import isolation
 from .content import ORGS, demo_users, make_datasets
 from .layout import DemoLayout
-from .notebook import write_experiment
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +39,76 @@ c.BrokerApp.data_dir = {data_dir!r}
 c.BrokerApp.peers = {peers!r}
 # Owners remove what they mounted for other orgs' runs on the next pass after a run ends.
 c.BrokerApp.reaper_interval = 5.0
+# Runs are compiled here and run by the executor; the scientist's server gets no mount.
+c.BrokerApp.executor_url = {executor_url!r}
+c.BrokerApp.system_username_template = {user_template!r}
+c.BrokerApp.storage_roots = [{storage_root!r}]
+c.BrokerApp.data_group = {data_group!r}
+"""
+
+EXECUTOR_CONFIG = """\
+# The job executor of the embedded deployment, written by `dshare demo`. It runs as root
+# (per-run job uids, deliveries as the scientist) and holds no key.
+c.Executor.state_dir = {state_dir!r}
+c.Executor.allowed_services = {services!r}
+c.Executor.org_mount_roots = {mount_roots!r}
 """
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write `path` 0600 without following a symlink: the directory may be a broker's."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
 
 
+# Run as the scientist: the experiment's files go into a home they own.
+WRITE_EXPERIMENT = (
+    "import sys; from pathlib import Path; "
+    "from dshare_hub.demo.notebook import write_experiment; write_experiment(Path(sys.argv[1]))"
+)
+
+
+def _create_identity(layout: DemoLayout, org: str) -> None:
+    """Create the org's identity in a directory of root's, then move it in place: the
+    final directory belongs to the broker, and root writes nothing where it could plant
+    a symlink."""
+    log.info("creating the ledger identity of %s", org)
+    staging = layout.identities / f".new-{org}"
+    target = layout.identities / org
+    shutil.rmtree(staging, ignore_errors=True)  # a crash in the middle of the last attempt
+    staging.mkdir(mode=0o700)
+    create_org(staging, org, ledger_db=layout.ledger_db)
+    if target.exists() or target.is_symlink():
+        # An identity dir without its key (an interrupted older start): keep it aside.
+        target.rename(layout.identities / f".old-{org}-{secrets.token_hex(4)}")
+    (staging / org).rename(target)
+    staging.rmdir()
+
+
+def check_can_provision() -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError(
+            "dshare demo must run as root: it creates an OS user for every hub user and one "
+            "per organization's broker, and the hub switches to them (as The Littlest "
+            "JupyterHub does). Run `sudo make demo` (or `sudo .venv/bin/dshare demo`)."
+        )
+    try:
+        system_users.check_interpreter_usable()
+    except system_users.AccountError as e:
+        raise RuntimeError(str(e)) from None
+
+
 def provision(layout: DemoLayout) -> dict[str, str]:
     """Make the deployment whole; return the demo logins created by this call."""
-    for path in (layout.root, layout.hub_dir, layout.homes, layout.data):
-        path.mkdir(parents=True, exist_ok=True)
-    os.chmod(layout.root, 0o700)
+    check_can_provision()
+    isolation.make_layout_dirs(layout)
+    isolation.migrate_old_paths(layout)
+    isolation.ensure_accounts(layout)
 
     peers = {
         org: f"http://{layout.ip}:{layout.broker_port(i)}/services/dshare-{org.lower()}/"
@@ -58,9 +117,8 @@ def provision(layout: DemoLayout) -> dict[str, str]:
     for org in ORGS:
         org_dir = layout.org_dir(org)
         org_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not (layout.identities / org).exists():
-            log.info("creating the ledger identity of %s", org)
-            create_org(layout.identities, org, ledger_db=layout.ledger_db)
+        if not (layout.identities / org / "key.pem").exists():
+            _create_identity(layout, org)
         if not layout.kek_file(org).exists():
             _write_private(layout.kek_file(org), generate_kek_line() + "\n")
         _write_private(
@@ -73,8 +131,26 @@ def provision(layout: DemoLayout) -> dict[str, str]:
                 kek_file=str(layout.kek_file(org)),
                 data_dir=str(org_dir / "broker"),
                 peers=peers,
+                executor_url=layout.executor_url,
+                user_template=layout.user_template,
+                storage_root=str(layout.storage_root(org)),
+                data_group=layout.data_group(org),
             ),
         )
+
+    # Every file the ledger keeps beside its database exists before a broker opens it, so
+    # none is made 0600 by the first broker and refused to the others.
+    release_core(acquire_core(layout.ledger_db))
+
+    layout.executor_dir.mkdir(mode=0o700, exist_ok=True)
+    _write_private(
+        layout.executor_config,
+        EXECUTOR_CONFIG.format(
+            state_dir=str(layout.executor_dir / "state"),
+            services={f"dshare-{org.lower()}": org for org in ORGS},
+            mount_roots={org: str(layout.org_dir(org) / "broker" / "mounts") for org in ORGS},
+        ),
+    )
 
     make_datasets(layout.data)
 
@@ -96,7 +172,14 @@ def provision(layout: DemoLayout) -> dict[str, str]:
         logins += "".join(f"{name}  {password}\n" for name, password in created.items())
         _write_private(layout.logins_file, logins)
 
+    accounts = isolation.ensure_homes(layout)
+    isolation.secure(layout)
     for user in demo_users():
         if "scientist" in user.roles:
-            write_experiment(layout.homes / user.name)
+            home = accounts[user.name].pw_dir
+            system_users.run_as(
+                accounts[user.name],
+                [sys.executable, "-I", "-c", WRITE_EXPERIMENT, home],
+                cwd=home,
+            )
     return created
