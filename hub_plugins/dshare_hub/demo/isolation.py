@@ -106,8 +106,10 @@ def migrate_old_paths(layout: DemoLayout) -> None:
                 entry.rename(new / entry.name)
         if not any(old.iterdir()):
             old.rmdir()
-    if layout.old_user_directory.is_file() and not layout.user_directory.exists():
-        layout.old_user_directory.rename(layout.user_directory)
+    old_users = layout.old_user_directory
+    if old_users.is_file() and not layout.user_directory.exists():
+        old_users.rename(layout.user_directory)
+        old_users.with_name(old_users.name + ".lock").unlink(missing_ok=True)
 
 
 def ensure_accounts(layout: DemoLayout) -> None:
