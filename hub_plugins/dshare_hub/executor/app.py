@@ -74,10 +74,11 @@ class Executor(Application):
         base64 tar). Raise it if scientists' homes are larger.""",
     ).tag(config=True)
     scan_cap_bytes = Integer(
-        32 * 1024 * 1024,
+        16 * 1024 * 1024,
         help="""How much of each mounted input the output gate scans for verbatim copies.
         Outputs of runs over larger inputs are held for the owner's review; raise it if
-        owners review too much and the machine can afford the time (about 5 s per 32 MiB).""",
+        owners review too much and the machine can afford the time (pure Python: a few
+        seconds per MiB).""",
     ).tag(config=True)
     workspace_max_bytes = Integer(
         1024**3,

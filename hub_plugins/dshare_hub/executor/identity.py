@@ -75,10 +75,13 @@ class UidPool:
 
 
 def _proc_uids(status: str) -> set[int]:
+    uids: set[int] = set()
     for line in status.splitlines():
+        if line.startswith("State:") and line.split()[1:2] == ["Z"]:
+            return set()  # a zombie runs nothing; it waits for its parent to reap it
         if line.startswith("Uid:"):
-            return {int(v) for v in line.split()[1:]}
-    return set()
+            uids = {int(v) for v in line.split()[1:]}
+    return uids
 
 
 def processes_of(uids: UidPool | set[int]) -> dict[int, set[int]]:

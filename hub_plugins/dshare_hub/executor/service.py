@@ -46,7 +46,7 @@ class ExecutorService:
         sandbox: Sandbox,
         org_roots: dict[str, str],
         *,
-        scan_cap: int = 32 * 1024 * 1024,
+        scan_cap: int = 16 * 1024 * 1024,
         workspace_max_bytes: int = 1024**3,
         parallelism: int | None = None,
     ) -> None:
@@ -461,7 +461,7 @@ class ExecutorService:
 def _release(policy: dict[str, Any]) -> dict[str, Any]:
     return {
         "mode": policy["mode"],
-        "checks": policy["checks"],
+        "checks": list(policy["checks"]),
         "max_output_bytes": policy["max_output_bytes"],
         "unknown": policy["unknown"],
     }

@@ -33,13 +33,12 @@ def winnow(data: bytes) -> list[tuple[int, int]]:
     n = len(data) - K + 1
     if n <= 0:
         return []
-    mv = memoryview(data)
     width = min(W, n)  # a text shorter than one window still gets its minimum
     picked: set[int] = set()
     for start in range(0, n - width + 1, _CHUNK):
         stop = min(start + _CHUNK, n - width + 1)
         # hash << 32 | offset: `min` picks the smallest hash, the leftmost on ties
-        hashes = [(zlib.crc32(mv[i : i + K]) << 32) | i for i in range(start, stop + width - 1)]
+        hashes = [(zlib.crc32(data[i : i + K]) << 32) | i for i in range(start, stop + width - 1)]
         pre: list[int] = []
         suf: list[int] = []
         for b in range(0, len(hashes), width):
@@ -48,7 +47,7 @@ def winnow(data: bytes) -> list[tuple[int, int]]:
             suf.extend(reversed(list(accumulate(reversed(block), min))))
         # the window at i spans the tail of one block and the head of the next
         picked.update(map(min, suf[: len(hashes) - width + 1], pre[width - 1 :]))
-    return sorted((v >> 32, v & _POS) for v in picked)
+    return [(v >> 32, v & _POS) for v in picked]
 
 
 @dataclass
@@ -83,12 +82,15 @@ class Corpus:
     def find_copy(self, output: bytes) -> Copy | None:
         """The longest copy of at least GUARANTEE bytes found, or None."""
         best: Copy | None = None
-        mv = memoryview(output)
-        j, end = 0, len(output) - K + 1
-        while j < end:
-            hits = self.index.get(zlib.crc32(mv[j : j + K]))
+        index = self.index
+        hashes = [zlib.crc32(output[j : j + K]) for j in range(len(output) - K + 1)]
+        hits = [j for j, h in enumerate(hashes) if h in index]
+        skip_to = 0
+        for j in hits:
+            if j < skip_to:
+                continue  # inside a copy already measured: it would only be found again
             grown = 0
-            for number, offset in hits or ():
+            for number, offset in index[hashes[j]]:
                 name, data = self.files[number]
                 if data[offset : offset + K] != output[j : j + K]:
                     continue  # a crc32 collision
@@ -97,8 +99,8 @@ class Corpus:
                 if length >= GUARANTEE and (best is None or length > best.length):
                     best = Copy(name, offset - left, length, j - left)
                 grown = max(grown, length - left)
-            # past a found copy, every k-gram inside it would only find it again
-            j += max(1, grown - K + 1) if grown >= GUARANTEE else 1
+            if grown >= GUARANTEE:
+                skip_to = j + grown - K + 1
         return best
 
     def find_row(self, output: bytes, budget: int = 50_000_000) -> bytes | None:
