@@ -289,3 +289,35 @@ async def test_a_restart_fails_running_runs_and_frees_their_uid(world, sandbox) 
     assert [j["state"] for j in view["jobs"]] == ["failed", "skipped"]
     assert view["gate_done"]
     assert os.stat(w.top / "executor/runs/run-old/run.json").st_mode & 0o077 == 0
+
+
+@pytest.mark.asyncio
+async def test_cancel_kills_the_jobs_and_a_job_sees_no_hub_token(world, monkeypatch) -> None:
+    w, broker_dir = world
+    # the executor's own credentials are in its environment; a job must not inherit them
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "executor-secret")
+    home = home_of(w.top)
+    handle = await materialize(broker_dir, data_dir(w.top), "run-cancel")
+    first = "env > env.txt; sleep 60"
+    body = run_body("run-cancel", home, handle, manifest("run-cancel", first, "true"), "")
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    for _ in range(100):
+        view = json.loads((await w.call("GET", "/runs/run-cancel")).body)
+        if view["state"] == "running":
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    assert (await w.call("POST", "/runs/run-cancel/cancel", "uio-token")).code == 403
+    assert (await w.call("POST", "/runs/run-cancel/cancel", "uis-token")).code == 200
+    view = await wait_gate(w, "run-cancel", timeout=30)
+    assert view["state"] == "cancelled"
+    env = (home / "env.txt").read_text()
+    assert "executor-secret" not in env and "JUPYTERHUB" not in env
+
+
+@pytest.mark.asyncio
+async def test_a_body_over_the_limit_is_refused(world) -> None:
+    w, _ = world
+    w.web_app.settings["max_body_bytes"] = 100
+    r = await w.call("POST", "/runs", "uis-token", {"run_id": "x" * 200})
+    assert (r.code, json.loads(r.body)["code"]) == (413, "TOO_LARGE")
