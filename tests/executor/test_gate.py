@@ -171,3 +171,10 @@ def test_a_bad_policy_is_refused(bad: dict) -> None:
 
 def test_guarantee_is_64() -> None:
     assert GUARANTEE == 64
+
+
+def test_an_output_too_big_to_read_is_held_unread() -> None:
+    parsed = {"abc": parse_policy("abc", policy())}
+    v = judge(Output("big.bin", b"", 10**9), parsed, {"abc": corpus({"x.bin": INPUT})})
+    assert v.decision == "held"
+    assert {c.name for c in v.checks if not c.passed} == {"verbatim_input", "max_size"}

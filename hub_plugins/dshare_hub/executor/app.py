@@ -31,7 +31,7 @@ from traitlets.config import Application
 
 from .handlers import routes
 from .identity import UidPool
-from .jail import Sandbox, probe
+from .jail import HOW_TO_FIX, Sandbox, probe
 from .service import ExecutorService
 from .store import RunStore
 
@@ -148,7 +148,7 @@ class Executor(Application):
         if sandbox is None:
             sandbox = probe(pool.first)
         if not sandbox.usable:
-            log.error("dshare executor: no run will start: %s (%s)", sandbox.problem, "see README")
+            log.error("dshare executor: no run will start: %s; %s", sandbox.problem, HOW_TO_FIX)
         service = ExecutorService(
             store,
             pool,

@@ -75,7 +75,16 @@ def parse_policy(lease_id: str, raw: Any) -> Policy:
 @dataclass(frozen=True)
 class Output:
     path: str  # relative to the home, as the job wrote it
-    data: bytes
+    data: bytes  # empty when the file is larger than the gate reads (see `unread`)
+    size: int = -1
+
+    @property
+    def length(self) -> int:
+        return len(self.data) if self.size < 0 else self.size
+
+    @property
+    def unread(self) -> bool:
+        return self.length > len(self.data)
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ class MaxSize(Check):
     name = "max_size"
 
     def run(self, output: Output, policy: Policy, corpus: Corpus | None) -> CheckResult:
-        size = len(output.data)
+        size = output.length
         if size <= policy.max_output_bytes:
             return self.result(policy, True)
         return self.result(
@@ -146,6 +155,13 @@ class VerbatimInput(Check):
                 f"the input of lease {lease} is larger than the {corpus.cap} bytes the "
                 "gate scans for copies, so this file cannot be checked automatically; it is "
                 "held for the owner's review",
+            )
+        if output.unread:
+            return self.result(
+                policy,
+                False,
+                f"{output.path} is {output.length} bytes, more than the gate scans for copies "
+                f"of lease {lease}'s input; write a smaller result",
             )
         copy = corpus.find_copy(output.data)
         if copy is not None:

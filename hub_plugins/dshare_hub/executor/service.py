@@ -339,8 +339,14 @@ class ExecutorService:
         corpora = await asyncio.to_thread(self._corpora, opened, policies)
         outputs, released = [], {}
         for rel, info in sorted(found.items()):
-            data = await asyncio.to_thread((staging / rel).read_bytes)
-            verdict = await asyncio.to_thread(judge, Output(rel, data), policies, corpora)
+            # An output is read only as far as the scan cap: a huge one is held unread.
+            data = (
+                b""
+                if info.size > self.scan_cap
+                else await asyncio.to_thread((staging / rel).read_bytes)
+            )
+            output = Output(rel, data, info.size)
+            verdict = await asyncio.to_thread(judge, output, policies, corpora)
             outputs.append(
                 {
                     "path": rel,
