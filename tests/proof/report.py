@@ -58,6 +58,16 @@ def promises(r: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
                 not s["leaks"],
             )
         )
+    if h := need("attacker"):
+        rows.append(
+            (
+                "A hostile scientist (kernel, terminal, job) finds no secret, reaches no other "
+                "user, cannot write the ledger or get data past the gate",
+                f"{h['held']} of {h['held'] + h['failed']} attacks held, "
+                f"{h['needles']} secrets hunted",
+                h["failed"] == 0 and h["held"] > 0,
+            )
+        )
     if a := need("authz_broker"):
         rows.append(
             (
