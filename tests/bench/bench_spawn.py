@@ -81,6 +81,7 @@ def main() -> None:
             hub_port=free_port(),
             broker_base_port=free_port(),
             proxy_api_port=free_port(),
+            executor_port=free_port(),
         )
         plain_root = root / "plain"
         (plain_root / "homes").mkdir(parents=True)

@@ -191,7 +191,10 @@ class RunsHandler(_RunsBase):
     max_body_bytes = 96 * 1024 * 1024
 
     async def get(self) -> None:
-        self.reply(await self.broker.list_runs(self.caller))
+        if self.runs is not None:
+            self.reply(await self.runs.list(self.caller))
+        else:
+            self.reply(await self.broker.list_runs(self.caller))
 
     async def post(self) -> None:
         body = self.body()

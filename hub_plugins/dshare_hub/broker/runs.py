@@ -310,6 +310,19 @@ class RunService:
         run = await self.broker.get_run(caller, run_id)
         return await self._with_executor(run, await self.broker.run_record(run_id, caller.user))
 
+    async def list(self, caller: Caller, newest: int = 50) -> dict[str, Any]:
+        """The caller's runs; the newest also with their jobs and outputs."""
+        listed = await self.broker.list_runs(caller)
+        items = listed["items"]
+        recent = items[-newest:]
+        records = {r["id"]: r for r in (await self.broker.raw_runs(caller))[-newest:]}
+        await asyncio.gather(
+            *(self._with_executor(view, records.get(view["id"], {})) for view in recent)
+        )
+        for view in items[:-newest]:
+            view.setdefault("jobs", [])
+        return {"items": items}
+
     async def _with_executor(self, view: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         try:
             status = await self.executor.status(view["id"])

@@ -501,6 +501,13 @@ class Broker:
         result = await self._evaluate("ListRuns", caller.user, actor=caller.user)
         return {"items": [run_view(run) for run in result["items"]]}
 
+    async def raw_runs(self, caller: Caller) -> list[dict[str, Any]]:
+        """The caller's runs as the ledger keeps them (with the gate's decisions)."""
+        self.require(caller, READ)
+        result = await self._evaluate("ListRuns", caller.user, actor=caller.user)
+        items: list[dict[str, Any]] = result["items"]
+        return items
+
     async def get_run(self, caller: Caller, run_id: str) -> dict[str, Any]:
         self.require(caller, READ)
         run = await self._evaluate("GetRun", check_id(run_id, "run_id"), actor=caller.user)
