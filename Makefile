@@ -23,9 +23,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo test install install-test lint typecheck lock clean bench proof
 
 demo: install
+	bash scripts/python-reachable.sh $(VENV)
 	$(BIN)/dshare demo
 
 test: install-test
+	bash scripts/python-reachable.sh $(VENV) $(VENV_JH5)
 	bash scripts/test.sh
 
 install: .make/system-demo $(VENV)/.installed $(NODE_TOOLS)/configurable-http-proxy $(LABEXT_OUT)
