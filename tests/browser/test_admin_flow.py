@@ -11,6 +11,8 @@ import pytest
 from hubclient import HubSession
 from playwright.async_api import expect
 
+from dshare_hub.demo import isolation
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -58,9 +60,11 @@ async def test_admin_approves_a_pending_request(open_lab, deployment, logins):
 async def test_admin_registers_a_dataset_through_the_form(open_lab, deployment):
     tag = uuid.uuid4().hex[:8]
     name = f"UiS sensor logs {tag}"
-    directory = deployment.layout.org_dir("UiS") / f"sensor-logs-{tag}"
+    directory = deployment.layout.storage_root("UiS") / f"sensor-logs-{tag}"
     directory.mkdir(parents=True)
     (directory / "day-1.csv").write_text("time,value\n1,2\n")
+    # Under UiS's storage root, owned as provisioning owns raw data there.
+    isolation.secure(deployment.layout)
 
     lab = await open_lab("uis-admin")
     await lab.goto()

@@ -10,6 +10,8 @@ import pytest
 from hubclient import HubSession
 from playwright.async_api import expect
 
+from dshare_hub.demo import isolation
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 # Each payload would set window.__dshareInjected (or open an alert) if it ever ran.
@@ -39,8 +41,10 @@ async def assert_nothing_ran(lab) -> None:
 
 async def test_html_in_ledger_text_renders_inertly(open_lab, deployment, logins):
     tag = f"xss-{uuid.uuid4().hex[:8]}"
-    directory = deployment.layout.org_dir("UiS") / tag
+    directory = deployment.layout.storage_root("UiS") / tag
     directory.mkdir(parents=True)
+    # Under UiS's storage root, owned as provisioning owns raw data there.
+    isolation.secure(deployment.layout)
     lab = await open_lab("uis-admin")
     status, dataset = await lab.api(
         "dshare/api/datasets",

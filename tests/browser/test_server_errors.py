@@ -11,6 +11,8 @@ import pytest
 from hubclient import HubSession
 from playwright.async_api import expect
 
+from dshare_hub.demo import isolation
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -18,8 +20,10 @@ async def test_policy_refusal_from_the_ledger_is_shown_with_its_message(
     open_lab, deployment, logins
 ):
     asset_id = f"browser-policy-{uuid.uuid4().hex[:8]}"
-    directory = deployment.layout.org_dir("UiS") / asset_id
+    directory = deployment.layout.storage_root("UiS") / asset_id
     directory.mkdir(parents=True)
+    # Under UiS's storage root, owned as provisioning owns raw data there.
+    isolation.secure(deployment.layout)
     owner = HubSession(deployment.layout.public_url)
     await owner.login("uis-admin", logins["uis-admin"])
     await owner.start_server()
