@@ -38,6 +38,7 @@ if touch /data/words/planted 2>/dev/null; then echo writable; else echo read-onl
   > data-write.txt
 python -c "import socket; s = socket.socket(); s.settimeout(3); \
 print('connected' if s.connect_ex(('127.0.0.1', {port})) == 0 else 'no-network')" > net.txt
+cat /proc/self/mountinfo > mountinfo.txt
 ls /data/words
 """
 TOTAL = 'echo "words: $(cat count.txt)" > summary.txt; cat count.txt'
@@ -144,7 +145,14 @@ async def test_a_two_job_run_is_sandboxed_gated_and_delivered(world) -> None:
         "data-write.txt",
         "net.txt",
         "summary.txt",
+        "mountinfo.txt",
     }
+    # The job's own mount table names its run's view, never where the owner keeps the data.
+    mountinfo = (home / "mountinfo.txt").read_text()
+    assert " /data/words " in mountinfo
+    assert str(data) not in mountinfo, mountinfo
+    assert not (w.top / "executor/runs/run-e2e/data").exists()  # the view went, not the data
+    assert (data / "x.txt").read_text().count("\n") == 30
     held = outputs["copy.txt"]
     assert (held["decision"], held["owners"]) == ("held", ["UiO"])
     (failed,) = [c for c in held["checks"] if not c["passed"]]

@@ -717,24 +717,7 @@ print('RUNSTATE', json.dumps({{'state': getattr(run, 'state', None),
     assert seen, f"the job's scan did not even see its own lease under {mount}: {result}"
     assert not connected, f"a job of {user} reached the network: {connected}"
     assert not written, f"a job of {user} wrote into its leased data: {written}"
-    assert not arrived, f"leased data of {user}'s job reached the home: {arrived}"
-    # Known hole, still open (issue "Trusted execution"): a bind mount shows its source
-    # directory in the job's own /proc/<pid>/mountinfo, so a job learns where its leased
-    # dataset is stored. Only that finding is set aside here, and only after everything
-    # else was asserted; the report lists it as not held.
-    storage = {n.name for n in arena.needles.items if n.kind == "storage path"}
-    found = result["scan"].get("found", {})
-    leaked = {
-        name: where
-        for name, where in found.items()
-        if name in storage and all(re.match(r"^/proc/[^/]+/mount(info|s)$", w) for w in where)
-    }
-    for name in leaked:
-        del found[name]
     check_scan(arena, "job scan", user, result["scan"], allowed_paths=(mount + "/",))
-    if leaked:
-        arena.note("job: storage path in /proc/self/mountinfo", user, False, leaked=leaked)
-        pytest.xfail(f"known hole: the job's mountinfo names the storage of {sorted(leaked)}")
     assert not arrived, f"the leased corpus reached {user}'s home past the gate: {arrived}"
     # The job runs as a uid of its own: not root, not the scientist (trust boundary 4).
     scientist_uid = pwd.getpwnam(layout.user_template.format(username=user)).pw_uid

@@ -19,6 +19,7 @@ from typing import Any
 from dshare_server.workflow.local_runner import LocalRunner
 from dshare_server.workflow.runs import Run
 
+from . import dataview
 from . import workspace as ws
 from .deliver import deliver
 from .errors import ExecutorError, bad
@@ -87,6 +88,10 @@ class ExecutorService:
                     ).strip()
                 record["gate_done"] = True
                 self.store.save(record)
+                # What an interrupted run left: its workspace and its views of the data.
+                run_dir = self.store.run_dir(record["id"])
+                dataview.remove_views(run_dir)
+                shutil.rmtree(run_dir / ws.WORKSPACE, ignore_errors=True)
             self.records[record["id"]] = record
 
     # -- access --------------------------------------------------------------------
@@ -224,6 +229,7 @@ class ExecutorService:
         run_dir = self.store.run_dir(req.run_id)
         ident = JobIdentity(record["job_uid"], tuple(record["job_groups"]))
         ws_fd = -1
+        view_fds: dict[str, int] = {}
         seeded: ws.Manifest = {}
         try:
             workspace = await asyncio.to_thread(ws.prepare, run_dir, ident.uid)
@@ -236,11 +242,11 @@ class ExecutorService:
                     + "; ".join(skipped[:5])
                 )
             ws_fd = os.open(workspace, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            mounts: dict[str, str | int] = {req.home_claim: ws_fd}
-            mounts.update({m.claim: m.fd for m in opened})
+            view_fds = await asyncio.to_thread(dataview.open_views, run_dir, opened)
+            mounts: dict[str, str | int] = {req.home_claim: ws_fd, **view_fds}
             await self._run_jobs(record, req, ident, opened, mounts, run_dir)
             await self._gate(record, opened, workspace, seeded, run_dir)
-        except ws.WorkspaceError as error:
+        except (ws.WorkspaceError, dataview.ViewError) as error:
             self._end(record, "failed", str(error))
         except asyncio.CancelledError:
             # cancelled before or while the jobs ran (LocalRunner already killed them)
@@ -252,7 +258,10 @@ class ExecutorService:
         finally:
             if ws_fd >= 0:
                 os.close(ws_fd)
+            for fd in view_fds.values():
+                os.close(fd)
             _close(opened)
+            await asyncio.to_thread(dataview.remove_views, run_dir)
             await asyncio.to_thread(kill_uid, ident.uid)
             record["gate_done"] = True
             self.store.save(record)
