@@ -2,7 +2,7 @@
 # Runs every benchmark (tests/bench/bench_*.py) and collects their tables in one report.
 # Benchmarks measure; they do not pass or fail on a number. Figures go into the README.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 mkdir -p test-output
 report=test-output/benchmarks.md
 {

@@ -3,7 +3,7 @@
 # what they measured (docs/proof-report.md, docs/proof-summary.md). A promise that does not
 # hold fails this script; the report still says which one and by how much.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 out=test-output/proof
 rm -rf "$out" && mkdir -p "$out/results"

@@ -7,7 +7,7 @@ set -euo pipefail
 
 want=(bubblewrap)
 if [ "${1:-demo}" = test ]; then
-  want+=(postgresql chromium chromium-driver fonts-dejavu-core)
+  want+=(postgresql chromium chromium-driver fonts-dejavu-core shellcheck)
 fi
 
 missing=()

@@ -2,7 +2,7 @@
 # Every suite dshare has, in the order a failure is cheapest to find. Called by `make test`
 # after the installs; runs them all even when one fails, then prints one summary line.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 out=test-output
 rm -rf "$out" && mkdir -p "$out"
