@@ -146,6 +146,8 @@ async def test_a_two_job_run_is_sandboxed_gated_and_delivered(world) -> None:
         "net.txt",
         "summary.txt",
         "mountinfo.txt",
+        ".dshare/runs/run-e2e/logs/count.log",
+        ".dshare/runs/run-e2e/logs/total.log",
     }
     # The job's own mount table names its run's view, never where the owner keeps the data.
     mountinfo = (home / "mountinfo.txt").read_text()
@@ -189,6 +191,31 @@ async def test_a_two_job_run_is_sandboxed_gated_and_delivered(world) -> None:
     w.servers.append(server2)
     view2 = web2.settings["executor"].get("UiS", "run-e2e")
     assert {o["path"]: o["decision"] for o in view2["outputs"]}["copy.txt"] == "released"
+
+
+@pytest.mark.asyncio
+async def test_a_log_that_shows_leased_data_is_held_like_a_file(world) -> None:
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    handle = await materialize(broker_dir, data, "run-log")
+    body = run_body(
+        "run-log", home, handle, manifest("run-log", "cat /data/words/x.txt", "echo done"), ""
+    )
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    view = await wait_gate(w, "run-log")
+    decisions = {o["path"]: o["decision"] for o in view["outputs"]}
+    assert decisions == {
+        ".dshare/runs/run-log/logs/count.log": "held",
+        ".dshare/runs/run-log/logs/total.log": "released",
+    }
+    shown = (await w.call("GET", "/runs/run-log/logs/count")).body.decode()
+    corpus = (data / "x.txt").read_text()
+    assert corpus.splitlines()[0] not in shown
+    assert "the output gate held the log of count" in shown and "verbatim" in shown
+    assert (await w.call("GET", "/runs/run-log/logs/total")).body.decode() == "done\n"
+    assert not (home / ".dshare/runs/run-log/logs/count.log").exists()
+    assert (home / ".dshare/runs/run-log/logs/total.log").read_text() == "done\n"
 
 
 @pytest.mark.asyncio

@@ -634,6 +634,11 @@ jobs:
   - id: '{dataset}'
     name: 'loot'
     path: '{mount}'
+- command: 'cat {mount}/*'
+  volumes:
+  - id: '{dataset}'
+    name: 'loot'
+    path: '{mount}'
 """
 
 
@@ -715,6 +720,10 @@ print('RUNSTATE', json.dumps({{'state': getattr(run, 'state', None),
         if p.startswith(mount + "/")
     ]
     assert seen, f"the job's scan did not even see its own lease under {mount}: {result}"
+    # The second job prints the corpus to its log: the log is an output like any file.
+    in_logs = [m.name for m in markers if m.forms[0].decode(errors="replace") in logs]
+    arena.note("job: corpus printed to the job's log", user, not in_logs, found=in_logs)
+    assert not in_logs, f"leased data reached {user} through a job's log: {in_logs}"
     assert not connected, f"a job of {user} reached the network: {connected}"
     assert not written, f"a job of {user} wrote into its leased data: {written}"
     check_scan(arena, "job scan", user, result["scan"], allowed_paths=(mount + "/",))

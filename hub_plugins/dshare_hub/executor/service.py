@@ -133,9 +133,36 @@ class ExecutorService:
         record = self._readable(org, run_id)
         if job not in {j["name"] for j in record.get("jobs", [])}:
             raise ExecutorError("NOT_FOUND", f"run {run_id} has no job {job!r}")
+        if record.get("leases"):
+            return self._gated_log(record, job)
         path = self.store.run_dir(run_id) / "logs" / f"{job}.log"
         try:
             return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _gated_log(self, record: dict[str, Any], job: str) -> str:
+        """A run that read leased data shows a log once the gate released it."""
+        rel = ws.log_path(record["id"], job)
+        out = next((o for o in record.get("outputs", []) if o["path"] == rel), None)
+        if out is None:
+            if record.get("gate_done"):
+                return ""  # the job wrote nothing
+            return (
+                f"(the log of {job} is shown once the run has ended and the output gate has "
+                "checked it: this run reads leased data)\n"
+            )
+        if out["decision"] != "released":
+            why = "; ".join(c["message"] for c in out.get("checks", []) if not c["passed"])
+            return (
+                f"(the output gate {out['decision']} the log of {job}: {why or 'by policy'}. "
+                "The data owner decides on it, as on any held file)\n"
+            )
+        # The executor's own copy, never the one delivered into the scientist's home.
+        try:
+            return (self.store.run_dir(record["id"]) / "logs" / f"{job}.log").read_text(
+                errors="replace"
+            )
         except OSError:
             return ""
 
@@ -342,6 +369,13 @@ class ExecutorService:
         await asyncio.to_thread(kill_uid, record["job_uid"])
         staging = run_dir / ws.OUTPUTS
         found = await asyncio.to_thread(ws.collect, workspace, seeded, staging)
+        # The run's own log paths belong to its logs, whatever a job wrote there.
+        prefix = ws.log_path(record["id"], "x").rsplit("/", 1)[0] + "/"
+        found = {rel: info for rel, info in found.items() if not rel.startswith(prefix)}
+        if opened:
+            found |= await asyncio.to_thread(
+                ws.collect_logs, run_dir / "logs", record["id"], staging
+            )
         policies = {
             k: parse_policy(k, v | {"release": _release(v)}) for k, v in record["policies"].items()
         }

@@ -201,6 +201,38 @@ def collect(workspace: Path, seeded: Manifest, staging: Path) -> Manifest:
     return outputs
 
 
+def log_path(run_id: str, job: str) -> str:
+    """Where a job's log lands in the home once the gate released it (what the server
+    extension's log route reads first)."""
+    return f".dshare/runs/{run_id}/logs/{job}.log"
+
+
+def collect_logs(logs: Path, run_id: str, staging: Path) -> Manifest:
+    """Stage every job's log as an output: a log can carry leased data as well as a file
+    can, so it leaves the run only through the gate too."""
+    outputs: Manifest = {}
+    if not logs.is_dir():
+        return outputs
+    dir_fd = os.open(logs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for log in sorted(logs.glob("*.log")):
+            fd = _open_regular(log.name, dir_fd)
+            if fd is None:
+                continue
+            try:
+                rel = log_path(run_id, log.stem)
+                info = _stage(fd, staging, rel)
+            finally:
+                os.close(fd)
+            if info.size:
+                outputs[rel] = info
+            else:
+                (staging / rel).unlink()  # a job that printed nothing has nothing to release
+    finally:
+        os.close(dir_fd)
+    return outputs
+
+
 def _stage(fd: int, staging: Path, rel: str) -> FileInfo:
     target = staging / rel
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

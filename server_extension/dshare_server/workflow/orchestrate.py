@@ -263,6 +263,8 @@ def outputs_summary(outputs: list[dict[str, Any]]) -> str:
     """What the output gate let out and what it held, in words for the notebook."""
     lines = []
     for o in outputs:
+        if o.get("decision") == "released" and str(o["path"]).startswith(".dshare/"):
+            continue  # a job's log: %dshare_logs shows it
         if o.get("decision") == "released":
             lines.append(f"released: {o['path']}")
             continue
