@@ -150,8 +150,9 @@ class RunService:
         except SpecError as error:
             raise ApiError("INVALID_ARGUMENT", str(error), "spec") from None
         by_id = {lease["id"]: lease for lease in listed["items"]}
-        manifest = self._compile(spec, caller.user, "pending", by_id, working_dir)
-        del manifest
+        # Compiled once before anything exists, so a workflow Argo would refuse (too large,
+        # a bad deadline) is refused here and not after the owners mounted their data.
+        self._compile(spec, caller.user, "pending", by_id, working_dir)
         return spec, by_id
 
     def _compile(
@@ -307,21 +308,18 @@ class RunService:
     # -- what the scientist and the owners' admins ask about a run -------------------------
 
     async def get(self, caller: Caller, run_id: str) -> dict[str, Any]:
-        run = await self.broker.get_run(caller, run_id)
-        return await self._with_executor(run, await self.broker.run_record(run_id, caller.user))
+        record = await self.broker.own_run(caller, run_id)
+        return await self._with_executor(run_view(record), record)
 
     async def list(self, caller: Caller, newest: int = 50) -> dict[str, Any]:
         """The caller's runs; the newest also with their jobs and outputs."""
-        listed = await self.broker.list_runs(caller)
-        items = listed["items"]
-        recent = items[-newest:]
-        records = {r["id"]: r for r in (await self.broker.raw_runs(caller))[-newest:]}
-        await asyncio.gather(
-            *(self._with_executor(view, records.get(view["id"], {})) for view in recent)
-        )
-        for view in items[:-newest]:
+        records = await self.broker.runs_of(caller)
+        views = [run_view(record) for record in records]
+        recent = zip(views[-newest:], records[-newest:], strict=True)
+        await asyncio.gather(*(self._with_executor(v, r) for v, r in recent))
+        for view in views[:-newest]:
             view.setdefault("jobs", [])
-        return {"items": items}
+        return {"items": views}
 
     async def _with_executor(self, view: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -334,7 +332,7 @@ class RunService:
         return view
 
     async def logs(self, caller: Caller, run_id: str, job: str) -> str:
-        await self.broker.get_run(caller, run_id)
+        await self.broker.own_run(caller, run_id)
         return await self.executor.logs(run_id, job)
 
     async def cancel(self, caller: Caller, run_id: str) -> dict[str, Any]:

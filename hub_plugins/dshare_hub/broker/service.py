@@ -496,22 +496,26 @@ class Broker:
         await self.materializer.release(run_id=run_id)
         return run_view(run)
 
-    async def list_runs(self, caller: Caller) -> dict[str, Any]:
-        self.require(caller, READ)
-        result = await self._evaluate("ListRuns", caller.user, actor=caller.user)
-        return {"items": [run_view(run) for run in result["items"]]}
-
-    async def raw_runs(self, caller: Caller) -> list[dict[str, Any]]:
+    async def runs_of(self, caller: Caller) -> list[dict[str, Any]]:
         """The caller's runs as the ledger keeps them (with the gate's decisions)."""
         self.require(caller, READ)
         result = await self._evaluate("ListRuns", caller.user, actor=caller.user)
         items: list[dict[str, Any]] = result["items"]
         return items
 
-    async def get_run(self, caller: Caller, run_id: str) -> dict[str, Any]:
+    async def list_runs(self, caller: Caller) -> dict[str, Any]:
+        return {"items": [run_view(run) for run in await self.runs_of(caller)]}
+
+    async def own_run(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        """One of the caller's runs as the ledger keeps it."""
         self.require(caller, READ)
-        run = await self._evaluate("GetRun", check_id(run_id, "run_id"), actor=caller.user)
+        run: dict[str, Any] = await self._evaluate(
+            "GetRun", check_id(run_id, "run_id"), actor=caller.user
+        )
         if run["org"] != caller.org or run["user"] != caller.user:
             # Another user's run does not exist as far as this caller is concerned.
             raise ApiError("RUN_NOT_FOUND", f"run '{run_id}' does not exist")
-        return run_view(run)
+        return run
+
+    async def get_run(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        return run_view(await self.own_run(caller, run_id))
