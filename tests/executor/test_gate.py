@@ -163,9 +163,9 @@ def test_an_input_over_the_scan_cap_holds_and_says_so(world: Path) -> None:
     "bad", [{"mode": "maybe"}, {"checks": "max_size"}, {"max_output_bytes": -1}]
 )
 def test_a_bad_policy_is_refused(bad: dict) -> None:
-    from dshare_hub.executor.errors import ExecutorError
+    from dshare_hub.webapi import ApiError
 
-    with pytest.raises(ExecutorError):
+    with pytest.raises(ApiError):
         parse_policy("abc", policy(**bad))
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dshare_hub.broker.materialize import LocalMaterializer
-from dshare_hub.executor.errors import ExecutorError
 from dshare_hub.executor.mounts import open_mount
+from dshare_hub.webapi import ApiError
 
 LATER = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
 
@@ -51,7 +51,7 @@ def setup(world: Path):
 
 def refused(mount: dict, roots: dict, **kw) -> str:
     args = {"run_id": "run-1", "user": "sam", "org_roots": roots, **kw}
-    with pytest.raises(ExecutorError) as info:
+    with pytest.raises(ApiError) as info:
         open_mount("claim-1", mount, **args)
     assert info.value.code in ("MOUNT_REFUSED", "LEASE_EXPIRED")
     assert "/" not in info.value.message.replace("lease-1", ""), "no path in messages"

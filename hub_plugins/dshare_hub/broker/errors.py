@@ -1,58 +1,13 @@
-"""API errors: `{code, message, field?}` with the HTTP status each code means."""
+"""The broker's errors: ledger and key-service refusals in the shared `{code, message,
+field?}` shape (`dshare_hub.webapi`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..keys import KeyServiceError
 from ..ledger import LedgerError
+from ..webapi import STATUS_BY_CODE, ApiError, bad
 
-STATUS_BY_CODE: dict[str, int] = {
-    "INVALID_ARGUMENT": 400,
-    "UNAUTHENTICATED": 401,
-    "FORBIDDEN": 403,
-    "NOT_OWNER": 403,
-    "NOT_LESSEE": 403,
-    "POLICY_DENIED": 403,
-    "SIGNATURE_INVALID": 403,
-    "REPLAYED": 403,
-    "STALE_REQUEST": 403,
-    "ASSET_NOT_FOUND": 404,
-    "LEASE_NOT_FOUND": 404,
-    "RUN_NOT_FOUND": 404,
-    "NOT_FOUND": 404,
-    "ASSET_EXISTS": 409,
-    "LEASE_CONFLICT": 409,
-    "INVALID_STATE": 409,
-    "LEASE_EXPIRED": 410,
-    "PEER_UNAVAILABLE": 502,
-    "EXECUTOR_UNAVAILABLE": 502,
-    "MOUNT_REFUSED": 403,
-    "SANDBOX_UNAVAILABLE": 503,
-    "WORKSPACE_TOO_LARGE": 413,
-}
-
-
-class ApiError(Exception):
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def status(self) -> int:
-        return STATUS_BY_CODE.get(self.code, 500)
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
-
-
-def bad(field: str, message: str) -> ApiError:
-    return ApiError("INVALID_ARGUMENT", f"{field}: {message}", field)
+__all__ = ["ApiError", "bad", "from_keys", "from_ledger"]
 
 
 def from_ledger(error: LedgerError) -> ApiError:

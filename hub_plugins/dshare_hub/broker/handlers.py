@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from jupyterhub.services.auth import HubAuth, HubAuthenticated, UserNotAllowed
 from tornado import web
 
-from .errors import ApiError
+from ..webapi import ApiError, JsonHandler
 from .runs import RunService
 from .service import Broker
 from .views import (
@@ -23,10 +21,12 @@ from .views import (
 log = logging.getLogger("dshare.broker")
 
 
-class BaseHandler(HubAuthenticated, web.RequestHandler):
-    """JSON in, JSON out; every failure becomes `{code, message, field?}`, never a traceback."""
+class BaseHandler(HubAuthenticated, JsonHandler):
+    """The hub's user behind every call; JSON errors as everywhere (webapi.JsonHandler)."""
 
     needs_user = True
+    service = "broker"
+    log = log
 
     @property
     def broker(self) -> Broker:
@@ -37,10 +37,6 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
     def hub_auth(self) -> HubAuth:
         auth: HubAuth = self.settings["hub_auth"]
         return auth
-
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:
         if not self.needs_user:
@@ -66,61 +62,8 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
     def caller(self) -> Caller:
         return caller_from_hub(self.current_user)
 
-    max_body_bytes = 1024 * 1024
-
-    def body(self) -> Any:
-        if len(self.request.body or b"") > self.max_body_bytes:
-            raise ApiError(
-                "INVALID_ARGUMENT",
-                f"the request body is over {self.max_body_bytes:,} bytes; send less",
-            )
-        try:
-            return json.loads(self.request.body or b"null")
-        except ValueError as error:
-            raise ApiError(
-                "INVALID_ARGUMENT", f"the request body is not valid JSON: {error}"
-            ) from None
-
     def params(self) -> dict[str, str]:
         return {name: self.get_query_argument(name) for name in self.request.query_arguments}
-
-    def reply(self, value: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(json.dumps(value))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        error = exc_info[1] if exc_info else None
-        if isinstance(error, ApiError):
-            self.set_status(error.status)
-            self.finish(json.dumps(error.to_json()))
-            return
-        if isinstance(error, web.HTTPError):
-            code = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}.get(
-                status_code, "HTTP_ERROR"
-            )
-            message = error.log_message or self._reason
-            self.finish(json.dumps({"code": code, "message": message}))
-            return
-        # Unexpected: the details went to the log (tornado logs the exception); the caller
-        # gets a stable message and no traceback.
-        self.finish(
-            json.dumps({"code": "INTERNAL", "message": "internal error; see the broker log"})
-        )
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, ApiError):
-            log.info(
-                "%s %s -> %s %s", self.request.method, self.request.path, value.status, value.code
-            )
-            return
-        super().log_exception(typ, value, tb)
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], ApiError):
-            status_code = exc_info[1].status
-        super().send_error(status_code, **kwargs)
 
 
 class MeHandler(BaseHandler):
@@ -188,7 +131,7 @@ class _RunsBase(BaseHandler):
 
 class RunsHandler(_RunsBase):
     # Workspaces (the files a run's jobs need) come with the run.
-    max_body_bytes = 96 * 1024 * 1024
+    body_limit = 96 * 1024 * 1024
 
     async def get(self) -> None:
         if self.runs is not None:

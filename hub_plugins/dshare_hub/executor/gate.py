@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import bad
+from ..webapi import bad
 from .winnow import GUARANTEE, Corpus
 
 MODES = ("checks", "review", "auto")

@@ -13,7 +13,7 @@ from typing import Any
 
 from dshare_server.workflow.local_runner import RunnerError, plan
 
-from .errors import ExecutorError, bad
+from ..webapi import ApiError, bad
 from .gate import Policy, parse_policy
 from .identity import UidPool
 from .mounts import check_mount_fields
@@ -152,7 +152,7 @@ def check_run_request(body: Any, pool: UidPool) -> RunRequest:
     )
 
 
-def refuse_sandbox() -> ExecutorError:
+def refuse_sandbox() -> ApiError:
     from .jail import HOW_TO_FIX
 
-    return ExecutorError("SANDBOX_UNAVAILABLE", f"the run was refused: {HOW_TO_FIX}")
+    return ApiError("SANDBOX_UNAVAILABLE", f"the run was refused: {HOW_TO_FIX}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ExecutorError, bad
+from ..webapi import ApiError, bad
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -37,8 +37,8 @@ class OpenMount:
             os.close(self.fd)
 
 
-def refuse(lease_id: str, why: str) -> ExecutorError:
-    return ExecutorError("MOUNT_REFUSED", f"the mount of lease {lease_id} was refused: {why}")
+def refuse(lease_id: str, why: str) -> ApiError:
+    return ApiError("MOUNT_REFUSED", f"the mount of lease {lease_id} was refused: {why}")
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -82,9 +82,7 @@ def open_mount(
     lease_id, org = str(mount["lease_id"]), str(mount["org"])
     expires_at = parse_time(mount["expires_at"], f"mounts.{claim}.expires_at")
     if expires_at <= (now or datetime.now(UTC)):
-        raise ExecutorError(
-            "LEASE_EXPIRED", f"lease {lease_id} expired at {expires_at.isoformat()}"
-        )
+        raise ApiError("LEASE_EXPIRED", f"lease {lease_id} expired at {expires_at.isoformat()}")
     root = org_roots.get(org)
     if not root:
         raise refuse(lease_id, f"the executor has no mount root for organization {org!r}")

@@ -19,10 +19,10 @@ from typing import Any
 from dshare_server.workflow.local_runner import LocalRunner
 from dshare_server.workflow.runs import Run
 
+from ..webapi import ApiError, bad
 from . import dataview
 from . import workspace as ws
 from .deliver import deliver
-from .errors import ExecutorError, bad
 from .gate import Output, Policy, judge, parse_policy
 from .identity import JobIdentity, PoolExhausted, UidPool, kill_uid
 from .intake import RunRequest, check_run_request, refuse_sandbox
@@ -99,14 +99,14 @@ class ExecutorService:
     def _record(self, run_id: str) -> dict[str, Any]:
         record = self.records.get(run_id)
         if record is None:
-            raise ExecutorError("RUN_NOT_FOUND", f"there is no run {run_id}")
+            raise ApiError("RUN_NOT_FOUND", f"there is no run {run_id}")
         return record
 
     def _readable(self, org: str, run_id: str) -> dict[str, Any]:
         record = self._record(run_id)
         if org != record["org"] and org not in record.get("owners", []):
             # The same answer as a missing run: a broker learns nothing of others' runs.
-            raise ExecutorError("RUN_NOT_FOUND", f"there is no run {run_id}")
+            raise ApiError("RUN_NOT_FOUND", f"there is no run {run_id}")
         return record
 
     @staticmethod
@@ -132,7 +132,7 @@ class ExecutorService:
     def logs(self, org: str, run_id: str, job: str) -> str:
         record = self._readable(org, run_id)
         if job not in {j["name"] for j in record.get("jobs", [])}:
-            raise ExecutorError("NOT_FOUND", f"run {run_id} has no job {job!r}")
+            raise ApiError("NOT_FOUND", f"run {run_id} has no job {job!r}")
         if record.get("leases"):
             return self._gated_log(record, job)
         path = self.store.run_dir(run_id) / "logs" / f"{job}.log"
@@ -171,14 +171,14 @@ class ExecutorService:
     async def submit(self, org: str, body: Any) -> dict[str, Any]:
         req = check_run_request(body, self.pool)
         if req.org != org:
-            raise ExecutorError(
+            raise ApiError(
                 "FORBIDDEN", f"organization {org}'s broker cannot submit runs of {req.org}", "org"
             )
         async with self._lock:
             existing = self.records.get(req.run_id)
             if existing is not None:
                 if existing.get("digest") != req.digest:
-                    raise ExecutorError(
+                    raise ApiError(
                         "RUN_CONFLICT",
                         f"run {req.run_id} was already submitted with a different body; "
                         "use a new run id",
@@ -194,7 +194,7 @@ class ExecutorService:
                 uid = self.pool.allocate(held)
             except PoolExhausted as error:
                 _close(opened)
-                raise ExecutorError("NO_IDENTITY", str(error)) from None
+                raise ApiError("NO_IDENTITY", str(error)) from None
             record = self._new_record(req, JobIdentity(uid, groups), opened)
             try:
                 self.store.save(record)
@@ -445,9 +445,7 @@ class ExecutorService:
     async def cancel(self, org: str, run_id: str) -> dict[str, Any]:
         record = self._readable(org, run_id)
         if org != record["org"]:
-            raise ExecutorError(
-                "FORBIDDEN", f"only {record['org']}'s broker can cancel run {run_id}"
-            )
+            raise ApiError("FORBIDDEN", f"only {record['org']}'s broker can cancel run {run_id}")
         runner = self._runners.get(run_id)
         if runner is not None:
             runner.cancel()
@@ -465,18 +463,16 @@ class ExecutorService:
         if not isinstance(path, str) or not isinstance(approve, bool):
             raise bad("path", "give the output's path and approve: true or false")
         if body.get("org", org) != org:
-            raise ExecutorError("FORBIDDEN", "org must be the calling broker's organization", "org")
+            raise ApiError("FORBIDDEN", "org must be the calling broker's organization", "org")
         reason = str(body.get("reason") or "")
         async with self._lock:
             out = next((o for o in record["outputs"] if o["path"] == path), None)
             if out is None:
-                raise ExecutorError("NOT_FOUND", f"run {run_id} has no output {path!r}", "path")
+                raise ApiError("NOT_FOUND", f"run {run_id} has no output {path!r}", "path")
             if out["decision"] != "held":
-                raise ExecutorError(
-                    "INVALID_STATE", f"output {path!r} is already {out['decision']}"
-                )
+                raise ApiError("INVALID_STATE", f"output {path!r} is already {out['decision']}")
             if org not in out["owners"]:
-                raise ExecutorError(
+                raise ApiError(
                     "FORBIDDEN", f"organization {org} did not hold {path!r}; it cannot decide it"
                 )
             out.setdefault("decisions", {})[org] = {
