@@ -76,6 +76,8 @@ print('ANSWER-started', json.dumps(started))
 run_id = json.loads(started[1])['run']['id']
 print('ANSWER-finish', json.dumps(call(broker + 'runs/' + run_id + '/finish', 'POST',
     {{'outcome': 'succeeded'}})))
+print('ANSWER-decide', json.dumps(call(broker + 'runs/' + run_id + '/outputs/decide', 'POST',
+    {{'path': 'anything', 'approve': True}})))
 print('ANSWER-cancel', json.dumps(call(broker + 'runs/' + run_id + '/cancel', 'POST', {{}})))
 """
     )
@@ -98,6 +100,9 @@ print('ANSWER-cancel', json.dumps(call(broker + 'runs/' + run_id + '/cancel', 'P
     assert status == 201, body
     assert set(json.loads(body)) == {"run"}  # a run, and nothing that mounts anything
     status, body = answers["ANSWER-finish"]
+    assert (status, json.loads(body)["code"]) == (403, "FORBIDDEN"), body
+    # Only an owner's admin decides what its release policy held, never the lessee.
+    status, body = answers["ANSWER-decide"]
     assert (status, json.loads(body)["code"]) == (403, "FORBIDDEN"), body
     assert answers["ANSWER-cancel"][0] == 200
 
