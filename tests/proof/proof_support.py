@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from proof_world import World
+
+from dshare_hub.keys import KekSource
+from dshare_hub.keys.envelope import decrypt, wrap_aad
 
 FULL = os.environ.get("DSHARE_PROOF_FULL") == "1"
 
@@ -44,3 +48,27 @@ def register(
     reply = world.broker("UiS", "POST", "/datasets", token, body)
     assert reply.status == 201, reply.text
     return dict(reply.body)
+
+
+def data_keys(layout: Any, org: str) -> list[bytes]:
+    """The org's plaintext data keys: its key store's wrapped keys opened with its KEK."""
+    path = layout.keystore_url(org).removeprefix("sqlite:///")
+    if not Path(path).exists():
+        return []
+    ring = KekSource(kek_file=str(layout.kek_file(org))).keyring()
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT asset_id, version, owner_org, kek_id, wrapped FROM dshare_data_keys "
+            "WHERE wrapped IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    keys = []
+    for asset_id, version, owner, kek_id, wrapped in rows:
+        kek = ring.get(kek_id)
+        assert kek is not None, f"{org}: a data key is wrapped with a KEK its keyring lacks"
+        key = decrypt(kek.key, wrapped, wrap_aad(asset_id, owner, version, kek_id))
+        assert key is not None, f"{org}: a wrapped data key does not open with its KEK"
+        keys.append(key)
+    return keys

@@ -8,16 +8,14 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import sqlite3
 from pathlib import Path
 
 import pytest
 from hubclient import HubSession
-from proof_support import Record
+from proof_support import Record, data_keys
 
 from dshare_hub.demo.seed import user_token
 from dshare_hub.keys import KekSource
-from dshare_hub.keys.envelope import decrypt, wrap_aad
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,27 +59,6 @@ def files_under(root: Path) -> dict[str, bytes]:
         for p in root.rglob("*")
         if p.is_file() and not p.is_symlink() and p.stat().st_size < 50_000_000
     }
-
-
-def data_keys(layout, org: str) -> list[bytes]:
-    """The org's plaintext data keys: its key store's wrapped keys opened with its KEK."""
-    ring = KekSource(kek_file=str(layout.kek_file(org))).keyring()
-    conn = sqlite3.connect(layout.keystore_url(org).removeprefix("sqlite:///"))
-    try:
-        rows = conn.execute(
-            "SELECT asset_id, version, owner_org, kek_id, wrapped FROM dshare_data_keys "
-            "WHERE wrapped IS NOT NULL"
-        ).fetchall()
-    finally:
-        conn.close()
-    keys = []
-    for asset_id, version, owner, kek_id, wrapped in rows:
-        kek = ring.get(kek_id)
-        assert kek is not None
-        key = decrypt(kek.key, wrapped, wrap_aad(asset_id, owner, version, kek_id))
-        assert key is not None
-        keys.append(key)
-    return keys
 
 
 def processes_of(user: str) -> dict[str, bytes]:

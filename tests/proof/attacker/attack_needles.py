@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import base64
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from proof_support import data_keys
 
 from dshare_hub.auth.directory import parse_directory
 from dshare_hub.demo.content import ORGS, make_datasets
 from dshare_hub.demo.layout import DemoLayout
 from dshare_hub.keys import KekSource
-from dshare_hub.keys.envelope import decrypt, wrap_aad
 
 MARKER_BYTES = 40
 # Environment variables of the deployment's own processes whose values are secrets.
@@ -94,27 +93,6 @@ def _pem_forms(path: Path) -> list[bytes]:
     return forms
 
 
-def _data_keys(layout: DemoLayout, org: str) -> list[bytes]:
-    path = layout.keystore_url(org).removeprefix("sqlite:///")
-    if not Path(path).exists():
-        return []
-    ring = KekSource(kek_file=str(layout.kek_file(org))).keyring()
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT asset_id, version, owner_org, kek_id, wrapped FROM dshare_data_keys "
-            "WHERE wrapped IS NOT NULL"
-        ).fetchall()
-    finally:
-        conn.close()
-    keys = []
-    for asset_id, version, owner, kek_id, wrapped in rows:
-        kek = ring.get(kek_id)
-        if kek is not None:
-            keys.append(decrypt(kek.key, wrapped, wrap_aad(asset_id, owner, version, kek_id)))
-    return keys
-
-
 def _marker(data: bytes, others: list[bytes]) -> bytes | None:
     """A MARKER_BYTES slice of `data` found nowhere else in the data, from its middle out."""
     if len(data) < MARKER_BYTES:
@@ -149,7 +127,7 @@ def collect(layout: DemoLayout, scientists: list[str]) -> Needles:
     for org in ORGS:
         for kek in KekSource(kek_file=str(layout.kek_file(org))).keyring().keks:
             needles.add(f"{org} KEK {kek.kek_id}", "kek", binary_forms(kek.key))
-        for i, key in enumerate(_data_keys(layout, org)):
+        for i, key in enumerate(data_keys(layout, org)):
             needles.add(f"{org} data key {i}", "data key", binary_forms(key))
         for pem in ("key.pem", "ca-key.pem"):
             path = layout.identities / org / pem
