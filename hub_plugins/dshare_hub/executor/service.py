@@ -20,7 +20,7 @@ from dshare_server.workflow.local_runner import LocalRunner
 from dshare_server.workflow.runs import Run
 
 from ..webapi import ApiError, bad
-from . import dataview
+from . import dataview, joblogs
 from . import workspace as ws
 from .deliver import deliver
 from .gate import Output, Policy, judge, parse_policy
@@ -133,38 +133,7 @@ class ExecutorService:
         record = self._readable(org, run_id)
         if job not in {j["name"] for j in record.get("jobs", [])}:
             raise ApiError("NOT_FOUND", f"run {run_id} has no job {job!r}")
-        if record.get("leases"):
-            return self._gated_log(record, job)
-        path = self.store.run_dir(run_id) / "logs" / f"{job}.log"
-        try:
-            return path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def _gated_log(self, record: dict[str, Any], job: str) -> str:
-        """A run that read leased data shows a log once the gate released it."""
-        rel = ws.log_path(record["id"], job)
-        out = next((o for o in record.get("outputs", []) if o["path"] == rel), None)
-        if out is None:
-            if record.get("gate_done"):
-                return ""  # the job wrote nothing
-            return (
-                f"(the log of {job} is shown once the run has ended and the output gate has "
-                "checked it: this run reads leased data)\n"
-            )
-        if out["decision"] != "released":
-            why = "; ".join(c["message"] for c in out.get("checks", []) if not c["passed"])
-            return (
-                f"(the output gate {out['decision']} the log of {job}: {why or 'by policy'}. "
-                "The data owner decides on it, as on any held file)\n"
-            )
-        # The executor's own copy, never the one delivered into the scientist's home.
-        try:
-            return (self.store.run_dir(record["id"]) / "logs" / f"{job}.log").read_text(
-                errors="replace"
-            )
-        except OSError:
-            return ""
+        return joblogs.shown(self.store.run_dir(run_id), record, job)
 
     # -- submit --------------------------------------------------------------------
 
