@@ -48,7 +48,7 @@ from attack_kit import (
     put_file,
     write_report,
 )
-from attack_needles import collect
+from attack_needles import collect, server_processes
 from attack_scanner import mask_needles
 from attack_terminal import terminal
 
@@ -271,19 +271,11 @@ print('HOME', json.dumps(out))
 def _server_ports() -> dict[str, int]:
     """{user: port} of the running single-user servers, read as root from /proc."""
     ports = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+    for env in server_processes().values():
+        if b"singleuser" not in env["\0cmdline"]:
             continue
-        try:
-            env = (proc / "environ").read_bytes()
-            cmd = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"singleuser" not in cmd:
-            continue
-        pairs = dict(p.split(b"=", 1) for p in env.split(b"\0") if b"=" in p)
-        url = pairs.get(b"JUPYTERHUB_SERVICE_URL", b"").decode()
-        user = pairs.get(b"JUPYTERHUB_USER", b"").decode()
+        url = env.get("JUPYTERHUB_SERVICE_URL", b"").decode()
+        user = env.get("JUPYTERHUB_USER", b"").decode()
         match = re.search(r":(\d+)", url)
         if user and match:
             ports[user] = int(match.group(1))

@@ -6,12 +6,10 @@ import asyncio
 import grp
 import json
 import logging
-import os
 import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -19,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 from tornado.ioloop import PeriodicCallback
-from traitlets import Dict, Float, Integer, List, Unicode, default
-from traitlets.config import Application
+from traitlets import Dict, Float, Integer, List, Unicode
 
 from ..keys import KekSource, KeyService, KeyStore
 from ..ledger import Ledger
 from ..ledger.identity import OrgIdentity, load_identity
+from ..service_app import HubServiceApp
 from .executor_client import ExecutorClient
 from .handlers import routes
 from .materialize import LocalMaterializer, Materializer
@@ -41,7 +39,7 @@ def load_openapi() -> dict[str, Any]:
     return spec
 
 
-class BrokerApp(Application):
+class BrokerApp(HubServiceApp):
     name = "dshare-broker"
     description = "The dshare broker of one organization, run as a JupyterHub service."
 
@@ -91,14 +89,6 @@ class BrokerApp(Application):
     peer_window = Integer(
         120, help="Seconds a signed peer request stays valid; replays are refused within it."
     ).tag(config=True)
-    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
-    port = Integer(0, help="Port to listen on (hub-managed: from JUPYTERHUB_SERVICE_URL).").tag(
-        config=True
-    )
-    base_url = Unicode(
-        "", help="URL prefix to serve under (hub-managed: JUPYTERHUB_SERVICE_PREFIX)."
-    ).tag(config=True)
-    config_file = Unicode("", help="A Python config file to load.").tag(config=True)
 
     fabric_profile = Unicode(
         "",
@@ -171,21 +161,10 @@ class BrokerApp(Application):
 
     aliases = {"org": "BrokerApp.org", "config": "BrokerApp.config_file"}
 
-    @default("port")
-    def _port_default(self) -> int:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return urlparse(url).port or 80 if url else 8100
+    fallback_port = 8100
 
-    @default("ip")
-    def _ip_default(self) -> str:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
-
-    @default("base_url")
-    def _base_url_default(self) -> str:
-        return (
-            os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/dshare-{self.org.lower()}/"
-        )
+    def fallback_prefix(self) -> str:
+        return f"/services/dshare-{self.org.lower()}/"
 
     def load_settings(self) -> None:
         if self.config_file:

@@ -22,13 +22,12 @@ import asyncio
 import logging
 import os
 import signal
-from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
 from tornado import web
-from traitlets import Dict, Integer, List, Tuple, Unicode, Union, default, validate
-from traitlets.config import Application
+from traitlets import Dict, Integer, List, Tuple, Unicode, Union, validate
 
+from ..service_app import HubServiceApp
 from .handlers import routes
 from .identity import UidPool
 from .jail import HOW_TO_FIX, Sandbox, probe
@@ -38,7 +37,7 @@ from .store import RunStore
 log = logging.getLogger("dshare.executor")
 
 
-class Executor(Application):
+class Executor(HubServiceApp):
     name = "dshare-executor"
     description = "The dshare embedded executor: runs brokers' runs in bubblewrap sandboxes."
 
@@ -87,30 +86,13 @@ class Executor(Application):
     parallelism = Integer(
         0, help="Jobs of one run at once; 0 means the number of CPUs. Lower it on busy hosts."
     ).tag(config=True)
-    ip = Unicode("127.0.0.1", help="Address to listen on.").tag(config=True)
-    port = Integer(0, help="Port to listen on (hub-managed: from JUPYTERHUB_SERVICE_URL).").tag(
-        config=True
-    )
-    base_url = Unicode(
-        "", help="URL prefix to serve under (hub-managed: JUPYTERHUB_SERVICE_PREFIX)."
-    ).tag(config=True)
-    config_file = Unicode("", help="A Python config file to load.").tag(config=True)
 
     aliases = {"config": "Executor.config_file"}
 
-    @default("port")
-    def _port_default(self) -> int:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return urlparse(url).port or 80 if url else 8110
+    fallback_port = 8110
 
-    @default("ip")
-    def _ip_default(self) -> str:
-        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
-
-    @default("base_url")
-    def _base_url_default(self) -> str:
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/services/dshare-executor/"
+    def fallback_prefix(self) -> str:
+        return "/services/dshare-executor/"
 
     @validate("uid_range")
     def _check_range(self, proposal: dict) -> tuple[int, int]:
