@@ -21,6 +21,7 @@ from sqlalchemy import DateTime, String, delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..ledger.identity import IdentityError, check_chain, verify_signature
 from .errors import ApiError
@@ -145,3 +146,32 @@ async def verify_signed(
     if not nonces.remember(payload["org"], payload["nonce"], now):
         raise _refuse("this request was already received (replay refused)", "REPLAYED")
     return payload
+
+
+async def send_peer_mount(
+    base: str, envelope: dict[str, Any], *, owner: str, timeout_s: float
+) -> dict[str, Any]:
+    """Ask `owner`'s broker at `base` for a mount; its refusal comes back as its own."""
+    request = HTTPRequest(
+        f"{base}/api/v1/peer/mounts",
+        method="POST",
+        body=json.dumps(envelope),
+        headers={"Content-Type": "application/json"},
+        request_timeout=timeout_s,
+    )
+    try:
+        response = await AsyncHTTPClient().fetch(request)
+    except HTTPClientError as error:
+        body = error.response.body if error.response is not None else b""
+        try:
+            problem = json.loads(body)
+            code, message = str(problem["code"]), str(problem["message"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(
+                "PEER_UNAVAILABLE", f"the broker of {owner} failed ({error.code})"
+            ) from None
+        raise ApiError(code, f"the broker of {owner} refused: {message}") from None
+    except OSError:
+        raise ApiError("PEER_UNAVAILABLE", f"the broker of {owner} cannot be reached") from None
+    mount: dict[str, Any] = json.loads(response.body)
+    return mount

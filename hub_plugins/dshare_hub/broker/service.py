@@ -10,14 +10,12 @@ import secrets
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-
 from ..keys import KeyService, KeyServiceError
 from ..ledger import Ledger, LedgerError
 from .errors import ApiError, from_keys, from_ledger
 from .materialize import MaterializeError, Materializer
 from .pagecache import PageCache
-from .peers import NonceStore, Signer, verify_signed
+from .peers import NonceStore, Signer, send_peer_mount, verify_signed
 from .views import (
     Caller,
     check_id,
@@ -450,29 +448,7 @@ class Broker:
                 f"this broker does not know the broker of {owner}; add it to BrokerApp.peers",
             )
         envelope = self.signer.sign(to=owner, lease_id=lease["id"], run_id=run_id, user=user)
-        request = HTTPRequest(
-            f"{base}/api/v1/peer/mounts",
-            method="POST",
-            body=json.dumps(envelope),
-            headers={"Content-Type": "application/json"},
-            request_timeout=self.peer_timeout_s,
-        )
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-        except HTTPClientError as error:
-            body = error.response.body if error.response is not None else b""
-            try:
-                problem = json.loads(body)
-                code, message = str(problem["code"]), str(problem["message"])
-            except (ValueError, KeyError, TypeError):
-                raise ApiError(
-                    "PEER_UNAVAILABLE", f"the broker of {owner} failed ({error.code})"
-                ) from None
-            raise ApiError(code, f"the broker of {owner} refused: {message}") from None
-        except OSError:
-            raise ApiError("PEER_UNAVAILABLE", f"the broker of {owner} cannot be reached") from None
-        mount: dict[str, Any] = json.loads(response.body)
-        return mount
+        return await send_peer_mount(base, envelope, owner=owner, timeout_s=self.peer_timeout_s)
 
     async def peer_mount(self, envelope: Any) -> dict[str, Any]:
         """Another org's broker asks for a mount; trust nothing it says until verified."""
