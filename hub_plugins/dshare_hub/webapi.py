@@ -131,3 +131,11 @@ class JsonHandler(web.RequestHandler):
         if exc_info and isinstance(exc_info[1], ApiError):
             status_code = exc_info[1].status
         super().send_error(status_code, **kwargs)
+
+
+class ServiceRootHandler(JsonHandler):
+    """The service's own prefix: what JupyterHub asks when it checks a service is up. It
+    names the service and where its API is; nothing else is answered without a token."""
+
+    def get(self) -> None:
+        self.reply({"service": self.settings.get("service_name", self.service), "api": "api/v1"})

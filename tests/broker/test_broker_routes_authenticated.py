@@ -26,6 +26,7 @@ PREFIX = "/services/dshare-uis/"
 NOT_BY_TOKEN = {
     ("OpenApiHandler", "GET"): 200,  # the API's description is public, as in any service
     ("PeerMountHandler", "POST"): 403,  # brokers sign these; an unsigned body is refused
+    ("ServiceRootHandler", "GET"): 200,  # JupyterHub's readiness check: names the service only
     ("NotFoundHandler", "GET"): 404,
     ("NotFoundHandler", "POST"): 404,
     ("NotFoundHandler", "PATCH"): 404,

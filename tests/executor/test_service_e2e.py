@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +16,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from tornado.httpclient import AsyncHTTPClient
+from tornado.web import RequestHandler
 
 from dshare_hub.broker.materialize import LocalMaterializer
+from dshare_hub.executor.handlers import routes
 from dshare_hub.executor.jail import Sandbox
 
 from .conftest import POOL, SCIENTIST_UID, home_of, tgz
 from .service_world import (
+    PREFIX,
     World,
     data_dir,
     later,
@@ -356,3 +361,31 @@ async def test_a_body_over_the_limit_is_refused(world) -> None:
     w.web_app.settings["max_body_bytes"] = 100
     r = await w.call("POST", "/runs", "uis-token", {"run_id": "x" * 200})
     assert (r.code, json.loads(r.body)["code"]) == (413, "TOO_LARGE")
+
+
+@pytest.mark.asyncio
+async def test_every_route_and_method_needs_a_broker_token(world) -> None:
+    """Fails when a handler is added without the brokers-only check."""
+    w, _ = world
+    api = PREFIX + "api/v1"
+    checked = []
+    for pattern, handler in routes(PREFIX):
+        if not pattern.startswith(api + "/"):
+            continue  # the service root and the catch-all: below
+        for method in ("GET", "POST"):
+            if getattr(handler, method.lower()) is getattr(RequestHandler, method.lower()):
+                continue  # not implemented: tornado answers 405 to anyone
+            path = re.sub(r"\([^)]*\)", "x", pattern).removeprefix(api)
+            body = {} if method == "POST" else None
+            anonymous = await w.call(method, path, None, body)
+            as_user = await w.call(method, path, "sam-token", body)
+            assert anonymous.code == 401, (handler.__name__, method, anonymous.body)
+            assert as_user.code == 403, (handler.__name__, method, as_user.body)
+            checked.append((handler.__name__, method))
+    assert len(checked) == 5, checked
+    # The service's own prefix answers JupyterHub's readiness check with its name only.
+    root = await AsyncHTTPClient().fetch(w.url.removesuffix("api/v1"), raise_error=False)
+    assert root.code == 200
+    assert json.loads(root.body) == {"service": "dshare-executor", "api": "api/v1"}
+    nothing = await AsyncHTTPClient().fetch(w.url.removesuffix("api/v1") + "x", raise_error=False)
+    assert (nothing.code, json.loads(nothing.body)["code"]) == (404, "NOT_FOUND")

@@ -303,6 +303,7 @@ class BrokerApp(HubServiceApp):
             broker=broker,
             hub_auth=HubAuth(),
             openapi=load_openapi(),
+            service_name=f"dshare-{self.org.lower()}",
             runs=runs,
             # Runs carry their workspace; every other handler refuses bodies over 1 MiB.
             max_body_size=self.max_workspace_bytes * 3 // 2 + 1024 * 1024,

@@ -7,7 +7,7 @@ import logging
 from jupyterhub.services.auth import HubAuth, HubAuthenticated, UserNotAllowed
 from tornado import web
 
-from ..webapi import ApiError, JsonHandler
+from ..webapi import ApiError, JsonHandler, ServiceRootHandler
 from .runs import RunService
 from .service import Broker
 from .views import (
@@ -238,5 +238,6 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/runs/{ident}/cancel", RunCancelHandler),
         (f"{api}/runs/{ident}/outputs/decide", OutputDecisionHandler),
         (f"{api}/peer/mounts", PeerMountHandler),
+        (prefix.rstrip("/") + "/?", ServiceRootHandler),
         (f"{prefix.rstrip('/')}/.*", NotFoundHandler),
     ]

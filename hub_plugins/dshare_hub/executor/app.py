@@ -144,6 +144,7 @@ class Executor(HubServiceApp):
         app = web.Application(
             routes(self.base_url),
             executor=service,
+            service_name="dshare-executor",
             hub_auth=hub_auth or HubAuth(),
             allowed_services=self.services(),
             max_body_bytes=self.max_body_bytes,

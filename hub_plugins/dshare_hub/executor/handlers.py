@@ -12,7 +12,7 @@ import logging
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 
-from ..webapi import ApiError, JsonHandler
+from ..webapi import ApiError, JsonHandler, ServiceRootHandler
 from .service import ExecutorService
 
 log = logging.getLogger("dshare.executor")
@@ -108,5 +108,6 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/runs/{ident}/logs/([^/]+)", LogsHandler),
         (f"{api}/runs/{ident}/cancel", CancelHandler),
         (f"{api}/runs/{ident}/outputs/decide", DecideHandler),
+        (prefix.rstrip("/") + "/?", ServiceRootHandler),
         (f"{prefix.rstrip('/')}/.*", NotFoundHandler),
     ]
