@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dshare_server.workflow.compiler import CompileContext, CompileError, compile_workflow
-from dshare_server.workflow.leases import leases_by_id
+from dshare_server.workflow.leases import leases_by_id, parse_timestamp
 from dshare_server.workflow.problems import SpecError
 from dshare_server.workflow.spec import Spec, parse
 
@@ -158,11 +158,11 @@ class RunService:
     def _compile(
         self, spec: Spec, user: str, run_id: str, leases: dict[str, Any], working_dir: str
     ) -> dict[str, Any]:
-        expiry = {}
-        for lease_id in spec.lease_ids:
-            view = leases_by_id([leases[lease_id]])[lease_id]
-            if view.expires_at is not None:
-                expiry[lease_id] = view.expires_at
+        expiry = {
+            lease_id: when
+            for lease_id in spec.lease_ids
+            if (when := parse_timestamp(leases[lease_id].get("expires_at"))) is not None
+        }
         ctx = CompileContext(
             user=user,
             run_id=run_id,
@@ -222,7 +222,7 @@ class RunService:
         policies: dict[str, Any] = {}
         for lease_id in spec.lease_ids:
             lease = leases[lease_id]
-            mount = await self.broker.materialize_for_run(lease_id, run_id, caller.user)
+            mount = await self.broker.materialize_for_run(lease, run_id, caller.user)
             mounts[lease_claim(lease_id)] = {
                 "org": lease["owner_org"],
                 "lease_id": lease_id,
