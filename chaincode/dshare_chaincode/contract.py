@@ -35,6 +35,7 @@ TRANSACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "DecideOutput": runs.decide_output,
     "GetRun": runs.get_run,
     "ListRuns": runs.list_runs,
+    "ListHeldOutputs": runs.list_held_outputs,
 }
 
 # Functions that only read; a ledger may evaluate them without ordering.
@@ -48,6 +49,7 @@ QUERIES: frozenset[str] = frozenset(
         "ListExpiredLeases",
         "GetRun",
         "ListRuns",
+        "ListHeldOutputs",
     }
 )
 

@@ -108,3 +108,19 @@ def decide(
     elif all(entry["decisions"].get(o, {}).get("approve") for o in entry["held_by"]):
         entry["decision"] = "released"
     return entry
+
+
+def awaiting(run: dict[str, Any], org: str) -> list[dict[str, Any]]:
+    """The files of `run` still held that `org` has not decided on."""
+    return [
+        entry
+        for entry in run.get("outputs") or []
+        if entry["decision"] == "held"
+        and org in entry["held_by"]
+        and org not in entry["decisions"]
+    ]
+
+
+def holders(run: dict[str, Any]) -> set[str]:
+    """Every organization that held a file of `run`, decided or not."""
+    return {org for entry in run.get("outputs") or [] for org in entry["held_by"]}

@@ -13,6 +13,8 @@ LEASES_BY_USER = "lease~user"  # [lessee_org, user, lease_id]
 LEASES_BY_OWNER = "lease~owner"  # [owner_org, lease_id]
 OPEN_LEASES = "open~asset"  # [asset_id, lease_id] -> {state, expires_at}: pending or active
 RUNS_BY_USER = "run~user"  # [org, user, run_id]
+# [owner_org, run_id]: runs with a file that waits for that organization's decision
+HELD_FOR_ORG = "held~org"
 
 
 def asset(asset_id: str) -> str:

@@ -119,6 +119,8 @@ def finish_run(
     )
     run["finished_at"] = tx.now_text
     tx.put_json(keys.run(run_id), run)
+    for org in sorted(gate.holders(run)):
+        tx.index(keys.HELD_FOR_ORG, [org, run_id])
     tx.emit("RunFinished", {"id": run_id, "outcome": outcome, "result_sha256": digest})
     return run
 
@@ -152,6 +154,10 @@ def decide_output(tx: Tx, run_id: str, path: str, approve: str, reason: str) -> 
         when=tx.now_text,
     )
     tx.put_json(keys.run(run_id), run)
+    # A denial settles the file for every holder, so each one's queue is looked at again.
+    for org in sorted(gate.holders(run)):
+        if not gate.awaiting(run, org):
+            tx.unindex(keys.HELD_FOR_ORG, [org, run_id])
     tx.emit("OutputDecided", {"id": run_id, "path": path, "org": tx.org, "approve": approve})
     return run
 
@@ -165,4 +171,17 @@ def list_runs(tx: Tx, user: str = "") -> dict[str, Any]:
     ids = [attrs[2] for attrs, _ in tx.scan(keys.RUNS_BY_USER, [tx.org, user])]
     items = [load_run(tx, run_id) for run_id in ids]
     items.sort(key=lambda run: (run["started_at"], run["id"]))
+    return {"items": items}
+
+
+def list_held_outputs(tx: Tx) -> dict[str, Any]:
+    """The runs with files that wait for the calling organization's decision, oldest first,
+    each with only those files (what an org admin's review queue shows)."""
+    items = []
+    for attrs, _ in tx.scan(keys.HELD_FOR_ORG, [tx.org]):
+        run = load_run(tx, attrs[1])
+        files = gate.awaiting(run, tx.org)
+        if files:
+            items.append({**run, "outputs": files})
+    items.sort(key=lambda run: (run["finished_at"] or "", run["id"]))
     return {"items": items}

@@ -344,8 +344,8 @@ async def test_unknown_function_and_wrong_arity(network):
         network.uis.submit("DeleteEverything", actor="a"),
         "UNKNOWN_FUNCTION",
         "unknown function 'DeleteEverything'; known: ApproveLease, DecideOutput, ExpireLeases, "
-        "FinishRun, GetAsset, GetAssetHistory, GetLease, GetRun, ListExpiredLeases, ListLeases, "
-        "ListRuns, QueryAssets, RecordRun, RegisterAsset, RejectLease, ReleaseLease, "
+        "FinishRun, GetAsset, GetAssetHistory, GetLease, GetRun, ListExpiredLeases, "
+        "ListHeldOutputs, ListLeases, ListRuns, QueryAssets, RecordRun, RegisterAsset, RejectLease, ReleaseLease, "
         "RequestLease, RetireAsset, UpdateAsset",
     )
     await refused(

@@ -169,3 +169,49 @@ async def test_bad_outputs_are_refused_and_the_run_stays_running(network, uid, o
         message,
     )
     assert (await network.uio.evaluate("GetRun", run["id"], actor="bob"))["state"] == "running"
+
+
+def _queued(queue, run_id):
+    """The paths of `run_id` in an organization's ListHeldOutputs queue."""
+    return [o["path"] for r in queue["items"] if r["id"] == run_id for o in r["outputs"]]
+
+
+async def test_each_holder_sees_its_own_queue_until_it_decides(network, uid):
+    run = await _run_over_two_owners(network, uid)
+    assert _queued(await network.uis.evaluate("ListHeldOutputs", actor="c"), run["id"]) == []
+    await network.uio.submit(
+        "FinishRun", run["id"], "succeeded", SHA, _outputs(network, "UiS", "UiB"), actor="bob"
+    )
+    uis = await network.uis.evaluate("ListHeldOutputs", actor="c")
+    # Only the held file waits; the released one never reaches an admin.
+    assert _queued(uis, run["id"]) == ["copy.txt"]
+    entry = next(r for r in uis["items"] if r["id"] == run["id"])
+    assert (entry["user"], entry["name"]) == ("bob", "count")
+    assert entry["outputs"][0]["checks"][0]["message"] == "copied 4096 bytes"
+    assert _queued(await network.uib.evaluate("ListHeldOutputs", actor="d"), run["id"]) == [
+        "copy.txt"
+    ]
+    assert _queued(await network.uio.evaluate("ListHeldOutputs", actor="bob"), run["id"]) == []
+
+    await network.uis.submit("DecideOutput", run["id"], "copy.txt", "true", "ok", actor="c")
+    assert _queued(await network.uis.evaluate("ListHeldOutputs", actor="c"), run["id"]) == []
+    assert _queued(await network.uib.evaluate("ListHeldOutputs", actor="d"), run["id"]) == [
+        "copy.txt"
+    ], "UiS approving leaves UiB's decision to make"
+    await network.uib.submit("DecideOutput", run["id"], "copy.txt", "true", "ok", actor="d")
+    assert _queued(await network.uib.evaluate("ListHeldOutputs", actor="d"), run["id"]) == []
+
+
+async def test_a_denial_empties_every_holders_queue(network, uid):
+    run = await _run_over_two_owners(network, uid)
+    await network.uio.submit(
+        "FinishRun", run["id"], "succeeded", SHA, _outputs(network, "UiS", "UiB"), actor="bob"
+    )
+    await network.uib.submit("DecideOutput", run["id"], "copy.txt", "false", "raw", actor="d")
+    # Denied by one is denied: nothing is left for the other holder to decide.
+    assert _queued(await network.uis.evaluate("ListHeldOutputs", actor="c"), run["id"]) == []
+    await refused(
+        network.uis.submit("DecideOutput", run["id"], "copy.txt", "true", "", actor="c"),
+        "INVALID_STATE",
+        f"output 'copy.txt' of run '{run['id']}' is already denied",
+    )
