@@ -34,6 +34,14 @@ export interface IDShareClient {
   listRuns(): Promise<IPage<IRun>>;
   getRun(id: string): Promise<IRun>;
   jobLogs(runId: string, job: string): Promise<string>;
+  /** Org admins: held files of runs over the org's data, waiting for its decision. */
+  heldOutputs(): Promise<IPage<IRun>>;
+  decideOutput(
+    runId: string,
+    path: string,
+    approve: boolean,
+    reason: string
+  ): Promise<IRun>;
 }
 
 const enc = encodeURIComponent;
@@ -141,6 +149,23 @@ export class DShareClient implements IDShareClient {
     return requestAPI<string>(
       `runs/${enc(runId)}/logs/${enc(job)}`,
       { text: true },
+      this.settings
+    );
+  }
+
+  heldOutputs(): Promise<IPage<IRun>> {
+    return requestAPI<IPage<IRun>>('outputs/held', {}, this.settings);
+  }
+
+  decideOutput(
+    runId: string,
+    path: string,
+    approve: boolean,
+    reason: string
+  ): Promise<IRun> {
+    return requestAPI<IRun>(
+      `runs/${enc(runId)}/outputs/decide`,
+      { method: 'POST', body: { path, approve, reason } },
       this.settings
     );
   }

@@ -93,6 +93,32 @@ export interface IRun {
   started_at: string | null;
   finished_at: string | null;
   jobs?: IJob[];
+  /** What the output gate decided for each file the run wrote. */
+  outputs?: IOutput[];
+}
+
+export interface IOutputCheck {
+  name: string;
+  passed: boolean;
+  message: string;
+}
+
+/** One owner organization's word on a held file. */
+export interface IOutputDecision {
+  approve: boolean;
+  reason: string;
+  actor: string;
+  at: string;
+}
+
+export interface IOutput {
+  path: string;
+  sha256: string;
+  size: number;
+  decision: 'released' | 'held' | 'denied';
+  held_by?: string[];
+  checks?: IOutputCheck[];
+  decisions?: Record<string, IOutputDecision>;
 }
 
 export interface IHistoryEntry {

@@ -21,7 +21,8 @@ from .config import DShareServerConfig
 
 # What may be forwarded: the broker's user-facing API, nothing else (no peer routes).
 BROKER_PATH = re.compile(
-    r"^(me|datasets(/[^/]+(/history)?)?|leases(/[^/]+/(approve|reject|release))?)$"
+    r"^(me|datasets(/[^/]+(/history)?)?|leases(/[^/]+/(approve|reject|release))?"
+    r"|outputs/held|runs/[^/]+/outputs/decide)$"
 )
 
 
@@ -66,7 +67,7 @@ class DShareHandler(APIHandler):
 
 
 class BrokerProxyHandler(DShareHandler):
-    """Forwards datasets, leases and me to the user's organization broker."""
+    """Forwards datasets, leases, me and output reviews to the user's organization broker."""
 
     async def _forward(self, path: str) -> None:
         if not BROKER_PATH.match(path):

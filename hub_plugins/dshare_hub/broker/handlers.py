@@ -182,6 +182,11 @@ class OutputDecisionHandler(_RunsBase):
         self.reply(await self.executor_runs().decide(self.caller, run_id, self.body()))
 
 
+class HeldOutputsHandler(_RunsBase):
+    async def get(self) -> None:
+        self.reply(await self.executor_runs().held(self.caller))
+
+
 class RunFinishHandler(_RunsBase):
     async def post(self, run_id: str) -> None:
         if self.runs is not None:
@@ -237,6 +242,7 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/runs/{ident}/logs/{ident}", RunLogHandler),
         (f"{api}/runs/{ident}/cancel", RunCancelHandler),
         (f"{api}/runs/{ident}/outputs/decide", OutputDecisionHandler),
+        (f"{api}/outputs/held", HeldOutputsHandler),
         (f"{api}/peer/mounts", PeerMountHandler),
         (prefix.rstrip("/") + "/?", ServiceRootHandler),
         (f"{prefix.rstrip('/')}/.*", NotFoundHandler),

@@ -33,8 +33,8 @@ from dshare_server.workflow.spec import Spec, parse
 
 from .errors import ApiError, bad
 from .executor_client import ExecutorClient
-from .service import ADMIN, LEASE, Broker
-from .views import Caller, check_id, require_object, run_view
+from .service import LEASE, Broker
+from .views import Caller, check_id, held_view, require_object, run_view
 
 log = logging.getLogger("dshare.broker")
 
@@ -331,6 +331,10 @@ class RunService:
         view["outputs"] = record.get("outputs") or (status or {}).get("outputs") or []
         return view
 
+    async def held(self, caller: Caller) -> dict[str, Any]:
+        """An owner admin's review queue: held files of runs over this org's data."""
+        return {"items": [held_view(run) for run in await self.broker.held_outputs(caller)]}
+
     async def logs(self, caller: Caller, run_id: str, job: str) -> str:
         await self.broker.own_run(caller, run_id)
         return await self.executor.logs(run_id, job)
@@ -341,9 +345,7 @@ class RunService:
         return run
 
     async def decide(self, caller: Caller, run_id: str, body: Any) -> dict[str, Any]:
-        self.broker.require(caller, ADMIN)
-        if not caller.is_admin:
-            raise ApiError("FORBIDDEN", f"only administrators of {self.broker.org} decide outputs")
+        self.broker.require_admin(caller, "decide what leaves runs over its data")
         data = require_object(body, "{path, approve, reason}")
         path, approve, reason = data.get("path"), data.get("approve"), data.get("reason", "")
         if not isinstance(path, str) or not path:

@@ -171,15 +171,13 @@ class Broker:
         )
         return {"items": [history_view(entry) for entry in result["items"]]}
 
-    def _require_admin(self, caller: Caller) -> None:
+    def require_admin(self, caller: Caller, what: str = "manage its datasets") -> None:
         self.require(caller, ADMIN)
         if not caller.is_admin:
-            raise ApiError(
-                "FORBIDDEN", f"only administrators of {self.org} may manage its datasets"
-            )
+            raise ApiError("FORBIDDEN", f"only administrators of {self.org} may {what}")
 
     async def register_dataset(self, caller: Caller, body: Any) -> dict[str, Any]:
-        self._require_admin(caller)
+        self.require_admin(caller)
         fields, storage = split_dataset_in(body, partial=False)
         asset_id = check_id(fields.get("id") or f"ds-{secrets.token_hex(8)}", "id")
         fields["id"] = asset_id
@@ -197,7 +195,7 @@ class Broker:
         return dataset_view(asset)
 
     async def update_dataset(self, caller: Caller, asset_id: str, body: Any) -> dict[str, Any]:
-        self._require_admin(caller)
+        self.require_admin(caller)
         check_id(asset_id, "id")
         fields, storage = split_dataset_in(body, partial=True)
         sealed = None
@@ -224,7 +222,7 @@ class Broker:
         return dataset_view(asset)
 
     async def retire_dataset(self, caller: Caller, asset_id: str) -> dict[str, Any]:
-        self._require_admin(caller)
+        self.require_admin(caller)
         asset = await self._submit("RetireAsset", check_id(asset_id, "id"), actor=caller.user)
         # After the ledger says retired: destroy the data keys, so the sealed details that
         # stay on the ledger forever can never be opened again.
@@ -272,7 +270,7 @@ class Broker:
         elif scope == "org":
             filters = {"org": self.org}
         elif scope == "pending":
-            self._require_admin(caller)
+            self.require_admin(caller)
             filters = {"owner_org": self.org, "state": "pending"}
         else:
             raise ApiError("INVALID_ARGUMENT", "scope: must be mine, org or pending", "scope")
@@ -291,7 +289,7 @@ class Broker:
         return lease_view(lease)
 
     async def decide_lease(self, caller: Caller, lease_id: str, approve: bool) -> dict[str, Any]:
-        self._require_admin(caller)
+        self.require_admin(caller)
         fn = "ApproveLease" if approve else "RejectLease"
         lease = await self._submit(fn, check_id(lease_id, "lease_id"), actor=caller.user)
         return lease_view(lease)
@@ -378,31 +376,28 @@ class Broker:
         finally:
             await self.materializer.release(run_id=run_id)
 
-    async def run_record(self, run_id: str, actor: str) -> dict[str, Any]:
-        run: dict[str, Any] = await self._evaluate(
-            "GetRun", check_id(run_id, "run_id"), actor=actor
-        )
-        return run
-
     async def decide_output(
         self, caller: Caller, run_id: str, path: str, approve: bool, reason: str
     ) -> dict[str, Any]:
-        run = await self.run_record(run_id, caller.user)
+        self.require_admin(caller, "decide what leaves runs over its data")
+        run = await self._evaluate("GetRun", check_id(run_id, "run_id"), actor=caller.user)
         entry = next((o for o in run.get("outputs") or [] if o.get("path") == path), None)
         mine = (entry or {}).get("decisions", {}).get(self.org)
         if mine is not None and mine.get("approve") == approve:
-            return run  # already on the ledger: only the executor's side was left to do
+            return dict(run)  # already on the ledger: only the executor's side was left to do
         decided: dict[str, Any] = await self._submit(
             "DecideOutput", run_id, path, "true" if approve else "false", reason, actor=caller.user
         )
-        log.info(
-            "%s %s output %s of run %s",
-            caller.user,
-            "approved" if approve else "denied",
-            path,
-            run_id,
-        )
+        verb = "approved" if approve else "denied"
+        log.info("%s %s output %s of run %s", caller.user, verb, path, run_id)
         return decided
+
+    async def held_outputs(self, caller: Caller) -> list[dict[str, Any]]:
+        """Runs over this org's data with files that wait for its decision (admins only)."""
+        self.require_admin(caller, "review what leaves runs over its data")
+        result = await self._evaluate("ListHeldOutputs", actor=caller.user)
+        items: list[dict[str, Any]] = result["items"]
+        return items
 
     async def mount_for(self, *, lease_id: str, run_id: str, user: str, org: str) -> dict[str, Any]:
         """Materialize a lease of one of this org's assets, after checking on the ledger."""

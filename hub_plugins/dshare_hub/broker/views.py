@@ -111,6 +111,18 @@ def run_view(run: dict[str, Any]) -> dict[str, Any]:
     return {name: run.get(name) for name in RUN_FIELDS}
 
 
+OUTPUT_FIELDS = ("path", "sha256", "size", "decision", "held_by", "checks", "decisions")
+
+
+def held_view(run: dict[str, Any]) -> dict[str, Any]:
+    """A run in an owner admin's review queue: who ran what, and the files that wait."""
+    view = run_view(run)
+    view["outputs"] = [
+        {name: entry.get(name) for name in OUTPUT_FIELDS} for entry in run.get("outputs") or []
+    ]
+    return view
+
+
 def history_view(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "tx_id": entry.get("tx_id"),

@@ -17,7 +17,8 @@ import { DatasetList } from '../components/DatasetList';
 import { LeaseForm } from '../components/LeaseForm';
 import { RunsView } from '../components/RunsView';
 import { DShareError } from '../request';
-import { dataset, fakeClient, fakeHost, lease } from './fixtures';
+import { HeldOutputs } from '../components/HeldOutputs';
+import { dataset, fakeClient, fakeHost, lease, output, run } from './fixtures';
 
 const XSS =
   '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
@@ -504,6 +505,118 @@ describe('RunsView', () => {
     expect(pre.textContent).toBe('<script>x</script>done\n');
     expect(pre.querySelector('script')).toBeNull();
     expect(client.jobLogs).toHaveBeenCalledWith('r1', 'job-1');
+  });
+});
+
+describe('RunsView outputs', () => {
+  it('shows what was released, what is held and why, and the owner reason', async () => {
+    const client = fakeClient({
+      listRuns: async () => ({
+        items: [
+          run({
+            outputs: [
+              output({ path: 'counts.txt', decision: 'released', held_by: [] }),
+              output(),
+              output({
+                path: 'rows.csv',
+                decision: 'denied',
+                decisions: {
+                  UiS: {
+                    approve: false,
+                    reason: 'raw rows of the register',
+                    actor: 'carol',
+                    at: '2026-01-01T00:00:00Z'
+                  }
+                }
+              })
+            ]
+          })
+        ]
+      })
+    });
+    render(<RunsView host={fakeHost(client)} refreshToken={0} />);
+    const items = await screen.findAllByTestId('dshare-output-item');
+    expect(
+      items.map(i => [
+        i.getAttribute('data-path'),
+        i.querySelector('[data-testid="dshare-output-status"]')?.textContent
+      ])
+    ).toEqual([
+      ['counts.txt', 'released into your home'],
+      [
+        'out/copy.txt',
+        'held for UiS to review (verbatim_input: contains 4096 bytes copied ' +
+          'from a leased file)'
+      ],
+      ['rows.csv', 'denied by UiS: raw rows of the register']
+    ]);
+  });
+});
+
+describe('HeldOutputs', () => {
+  const queue = () => ({ items: [run({ outputs: [output()] })] });
+
+  it('releases a held file and reloads the queue', async () => {
+    const client = fakeClient({
+      heldOutputs: jest
+        .fn()
+        .mockResolvedValueOnce(queue())
+        .mockResolvedValue({ items: [] }),
+      decideOutput: jest.fn().mockResolvedValue(run())
+    });
+    const host = fakeHost(client);
+    render(<HeldOutputs host={host} refreshToken={0} />);
+    const why = await screen.findByTestId('dshare-held-why');
+    expect(why.textContent).toBe(
+      'verbatim_input: contains 4096 bytes copied from a leased file'
+    );
+    fireEvent.click(screen.getByTestId('dshare-output-approve'));
+    await waitFor(() =>
+      expect(client.decideOutput).toHaveBeenCalledWith(
+        'R-1',
+        'out/copy.txt',
+        true,
+        ''
+      )
+    );
+    expect(await screen.findByTestId('dshare-empty')).toBeTruthy();
+    expect(host.notifySuccess).toHaveBeenCalledWith(
+      'Released out/copy.txt of alice’s run count.'
+    );
+  });
+
+  it('denies only with a reason, and shows the server refusal', async () => {
+    const err = new DShareError(
+      409,
+      'INVALID_STATE',
+      "output 'out/copy.txt' of run 'R-1' is already denied"
+    );
+    const client = fakeClient({
+      heldOutputs: async () => queue(),
+      decideOutput: jest.fn().mockRejectedValue(err)
+    });
+    const host = fakeHost(client);
+    render(<HeldOutputs host={host} refreshToken={0} />);
+    fireEvent.click(await screen.findByTestId('dshare-output-deny'));
+    const confirm = screen.getByTestId(
+      'dshare-deny-confirm'
+    ) as HTMLButtonElement;
+    expect(confirm.disabled).toBe(true);
+    fireEvent.change(screen.getByTestId('dshare-deny-reason'), {
+      target: { value: '  raw rows  ' }
+    });
+    fireEvent.click(confirm);
+    await waitFor(() =>
+      expect(client.decideOutput).toHaveBeenCalledWith(
+        'R-1',
+        'out/copy.txt',
+        false,
+        'raw rows'
+      )
+    );
+    await waitFor(() =>
+      expect(host.notifyError).toHaveBeenCalledWith('Denying out/copy.txt', err)
+    );
   });
 });
 

@@ -1,6 +1,6 @@
 import { IExplorerHost } from '../components/context';
 import { IDShareClient } from '../client';
-import { IDataset, ILease } from '../types';
+import { IDataset, ILease, IOutput, IRun } from '../types';
 
 export function dataset(patch: Partial<IDataset> = {}): IDataset {
   return {
@@ -50,6 +50,42 @@ export function lease(patch: Partial<ILease> = {}): ILease {
   };
 }
 
+export function run(patch: Partial<IRun> = {}): IRun {
+  return {
+    id: 'R-1',
+    name: 'count',
+    user: 'alice',
+    org: 'UiO',
+    lease_ids: ['lease-1'],
+    spec_sha256: '',
+    state: 'finished',
+    outcome: 'succeeded',
+    started_at: null,
+    finished_at: '2026-01-01T00:10:00Z',
+    jobs: [],
+    ...patch
+  };
+}
+
+export function output(patch: Partial<IOutput> = {}): IOutput {
+  return {
+    path: 'out/copy.txt',
+    sha256: 'ab'.repeat(32),
+    size: 4096,
+    decision: 'held',
+    held_by: ['UiS'],
+    checks: [
+      {
+        name: 'verbatim_input',
+        passed: false,
+        message: 'contains 4096 bytes copied from a leased file'
+      }
+    ],
+    decisions: {},
+    ...patch
+  };
+}
+
 /** A client whose every method is a jest mock with a harmless default. */
 export function fakeClient(
   patch: Partial<IDShareClient> = {}
@@ -76,6 +112,10 @@ export function fakeClient(
       throw new Error('not used');
     },
     jobLogs: async () => '',
+    heldOutputs: async () => ({ items: [] }),
+    decideOutput: async () => {
+      throw new Error('not used');
+    },
     ...patch
   };
   for (const k of Object.keys(c) as (keyof IDShareClient)[]) {

@@ -1,3 +1,4 @@
+import { outputStatus } from '../outputs';
 import { buildTree, formatBytes } from '../skeleton';
 import { emptyForm, formToDatasetIn } from '../storage';
 import { formatCountdown, formatDuration } from '../time';
@@ -132,5 +133,56 @@ describe('dataset form', () => {
     }
     expect(caught?.field).toBe(field);
     expect(caught?.message).toBe(message);
+  });
+});
+
+describe('output status', () => {
+  const base = {
+    path: 'a.txt',
+    sha256: 'ab'.repeat(32),
+    size: 1
+  };
+  const decision = (approve: boolean, reason: string) => ({
+    approve,
+    reason,
+    actor: 'carol',
+    at: '2026-01-01T00:00:00Z'
+  });
+  it('says who still has to review a held file and which check held it', () => {
+    expect(
+      outputStatus({
+        ...base,
+        decision: 'held',
+        held_by: ['UiB', 'UiS'],
+        checks: [
+          { name: 'max_size', passed: true, message: '' },
+          { name: 'verbatim_input', passed: false, message: 'row 3 copied' }
+        ],
+        decisions: { UiB: decision(true, 'fine') }
+      })
+    ).toBe('held for UiS to review (verbatim_input: row 3 copied)');
+  });
+  it("gives the owner's reason for a denial", () => {
+    expect(
+      outputStatus({
+        ...base,
+        decision: 'denied',
+        held_by: ['UiS'],
+        decisions: { UiS: decision(false, 'raw rows') }
+      })
+    ).toBe('denied by UiS: raw rows');
+  });
+  it('says who approved a released file, or nothing when the gate let it pass', () => {
+    expect(outputStatus({ ...base, decision: 'released' })).toBe(
+      'released into your home'
+    );
+    expect(
+      outputStatus({
+        ...base,
+        decision: 'released',
+        held_by: ['UiS'],
+        decisions: { UiS: decision(true, '') }
+      })
+    ).toBe('released into your home, approved by UiS');
   });
 });

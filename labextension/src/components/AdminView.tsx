@@ -5,8 +5,9 @@ import { ILease } from '../types';
 import { Empty, Loading } from './common';
 import { IExplorerHost } from './context';
 import { DatasetForm } from './DatasetForm';
+import { HeldOutputs } from './HeldOutputs';
 
-/** For org admins: register datasets and decide pending lease requests. */
+/** For org admins: register datasets, decide pending lease requests and held outputs. */
 export function AdminView(props: {
   host: IExplorerHost;
   refreshToken: number;
@@ -114,6 +115,8 @@ export function AdminView(props: {
           ))}
         </ul>
       )}
+      <h3>Held outputs</h3>
+      <HeldOutputs host={host} refreshToken={refreshToken} />
     </div>
   );
 }

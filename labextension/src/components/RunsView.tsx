@@ -4,8 +4,10 @@ import { formatTime } from '../time';
 import { IRun } from '../types';
 import { Empty, Loading } from './common';
 import { IExplorerHost } from './context';
+import { OutputList } from './OutputList';
 
-/** My runs with each job's state; a job's log is fetched on demand and shown as text. */
+/** My runs with each job's state and what left each run (released, held and why, denied
+ * with the owner's reason); a job's log is fetched on demand and shown as text. */
 export function RunsView(props: {
   host: IExplorerHost;
   refreshToken: number;
@@ -94,6 +96,7 @@ export function RunsView(props: {
                 </li>
               ))}
             </ul>
+            <OutputList runName={r.name} outputs={r.outputs ?? []} />
           </li>
         ))}
       </ul>
