@@ -18,6 +18,7 @@ from tornado.web import RequestHandler
 
 from dshare_hub.broker.app import BrokerApp
 from dshare_hub.broker.handlers import routes
+from dshare_hub.broker.view_handlers import view_routes
 from dshare_hub.keys.kek import generate_kek_line
 from dshare_hub.ledger.embedded import EmbeddedLedger
 
@@ -26,6 +27,7 @@ PREFIX = "/services/dshare-uis/"
 NOT_BY_TOKEN = {
     ("OpenApiHandler", "GET"): 200,  # the API's description is public, as in any service
     ("PeerMountHandler", "POST"): 403,  # brokers sign these; an unsigned body is refused
+    ("PeerViewHandler", "POST"): 403,  # the same for interactive views
     ("ServiceRootHandler", "GET"): 200,  # JupyterHub's readiness check: names the service only
     ("NotFoundHandler", "GET"): 404,
     ("NotFoundHandler", "POST"): 404,
@@ -72,7 +74,8 @@ async def broker_url(tmp_path, monkeypatch):
 @pytest.mark.asyncio
 async def test_every_route_and_method_needs_a_token_unless_listed(broker_url):
     checked = []
-    for pattern, handler in routes(PREFIX):
+    # The application's table: the interactive views' routes come before the broker's.
+    for pattern, handler in [*view_routes(PREFIX), *routes(PREFIX)]:
         for method in ("GET", "POST", "PATCH", "DELETE"):
             inherited = getattr(handler, method.lower()) is getattr(RequestHandler, method.lower())
             if inherited and handler.__name__ != "NotFoundHandler":

@@ -25,11 +25,14 @@ from ..ledger.identity import OrgIdentity, load_identity
 from ..service_app import HubServiceApp
 from .executor_client import ExecutorClient
 from .handlers import routes
+from .interactive import InteractiveViews
 from .materialize import LocalMaterializer, Materializer
 from .peers import NonceStore, Signer
 from .reaper import Reaper
 from .runs import RunService
 from .service import Broker
+from .view_handlers import view_routes
+from .viewstore import ViewStore, check_views_dir
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 
@@ -133,7 +136,8 @@ class BrokerApp(HubServiceApp):
         "{username}",
         help="""Embedded deployment: the OS user a hub user's server runs as, as the
         spawner names it (e.g. 'jupyter-{username}'); released outputs are written into
-        that user's home with that user's rights. Change it together with the spawner's.""",
+        that user's home with that user's rights, and views of interactive datasets are
+        readable by that user alone. Change it together with the spawner's.""",
     ).tag(config=True)
 
     storage_roots = List(
@@ -150,6 +154,16 @@ class BrokerApp(HubServiceApp):
         help="""Embedded deployment: the group that may read this organization's raw data
         files. The executor gives it to a run's jobs (inside their sandbox, and only for
         runs that lease this organization's data). Empty: jobs get no extra group.""",
+    ).tag(config=True)
+
+    interactive_views_dir = Unicode(
+        "",
+        help="""Embedded deployment: a directory of this broker's own (mode 0711, on the
+        file system of the organization's storage) where it makes the views of its
+        interactive datasets for their lessees: hard links to the files, readable by the
+        lessee's OS user only (POSIX ACLs; needs setfacl from Debian's 'acl'), removed by
+        the reaper when the lease ends. The lessee's server links ~/datasets/<name> to it.
+        Empty: this organization's datasets are never shown in a notebook, only in runs.""",
     ).tag(config=True)
 
     max_workspace_bytes = Integer(
@@ -297,10 +311,20 @@ class BrokerApp(HubServiceApp):
                 system_username_template=self.system_username_template,
                 max_workspace_bytes=self.max_workspace_bytes,
             )
-        reaper = Reaper(org=self.org, ledger=ledger, materializer=materializer)
+        store = None
+        if self.interactive_views_dir:
+            check_views_dir(Path(self.interactive_views_dir))
+            store = ViewStore(Path(self.interactive_views_dir), data_dir / "views")
+        views = InteractiveViews(
+            broker, store, system_username_template=self.system_username_template
+        )
+        reaper = Reaper(
+            org=self.org, ledger=ledger, materializer=materializer, reap_views=views.reap
+        )
         app = web.Application(
-            routes(self.base_url),
+            view_routes(self.base_url) + routes(self.base_url),
             broker=broker,
+            views=views,
             hub_auth=HubAuth(),
             openapi=load_openapi(),
             service_name=f"dshare-{self.org.lower()}",

@@ -149,11 +149,17 @@ async def verify_signed(
 
 
 async def send_peer_mount(
-    base: str, envelope: dict[str, Any], *, owner: str, timeout_s: float
+    base: str,
+    envelope: dict[str, Any],
+    *,
+    owner: str,
+    timeout_s: float,
+    path: str = "api/v1/peer/mounts",
 ) -> dict[str, Any]:
-    """Ask `owner`'s broker at `base` for a mount; its refusal comes back as its own."""
+    """Ask `owner`'s broker at `base` for a mount (or, at `path` api/v1/peer/views, an
+    interactive view); its refusal comes back as its own."""
     request = HTTPRequest(
-        f"{base}/api/v1/peer/mounts",
+        f"{base.rstrip('/')}/{path}",
         method="POST",
         body=json.dumps(envelope),
         headers={"Content-Type": "application/json"},

@@ -8,6 +8,7 @@ changes nothing the second time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +23,23 @@ REAPER_ACTOR = "dshare-reaper"
 class ReapReport:
     expired_leases: int = 0
     released_mounts: int = 0
+    removed_views: int = 0
 
 
 class Reaper:
-    def __init__(self, *, org: str, ledger: Ledger, materializer: Materializer) -> None:
+    def __init__(
+        self,
+        *,
+        org: str,
+        ledger: Ledger,
+        materializer: Materializer,
+        reap_views: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
         self.org = org
         self.ledger = ledger
         self.materializer = materializer
+        # Interactive views (interactive.InteractiveViews.reap), swept from the disk too.
+        self.reap_views = reap_views
 
     async def _lookup(self, fn: str, key: str) -> dict[str, Any] | None:
         try:
@@ -66,6 +77,8 @@ class Reaper:
                     run_id,
                     "lease ended" if lease_over else "run ended",
                 )
+        if self.reap_views is not None:
+            report.removed_views = await self.reap_views()
         return report
 
     async def tick(self) -> None:

@@ -1,0 +1,236 @@
+"""Interactive leases: datasets whose owner allows it, readable in the scientist's server.
+
+The lessee's broker asks, for each of the caller's active leases of an interactive
+dataset, the owner's broker for a view (itself when it is the owner, else over the signed
+peer protocol: a peer request with an empty `run_id`, which no mount request has). The
+owner checks the lease and the dataset's policy on the ledger itself, opens the storage
+details and makes the view (`viewstore.ViewStore`): hard links under a path that names no
+storage, readable by the lessee's OS user only. The reply is the view's path; the
+scientist's server links `~/datasets/<name>` to it, as the user.
+
+The owner's reaper removes a view once its lease is no longer active (expired, released,
+its dataset retired or no longer interactive), from the views on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import pwd
+from pathlib import Path
+from typing import Any
+
+from ..k8s.names import dataset_dir_name
+from ..keys import KeyServiceError
+from ..ledger import LedgerError
+from ..spawner.system_users import AccountError, os_username
+from .errors import ApiError, from_keys
+from .peers import send_peer_mount, verify_signed
+from .service import LEASE, Broker
+from .views import Caller, check_id
+from .viewstore import ViewError, ViewStore
+
+log = logging.getLogger("dshare.broker.interactive")
+
+REAPER_ACTOR = "dshare-reaper"
+# A view request is a signed peer request whose run_id is empty: a mount request always
+# names a run, so neither can be taken for the other.
+VIEW_RUN_ID = ""
+
+
+def _interactive(asset: dict[str, Any]) -> bool:
+    return bool((asset.get("policy") or {}).get("interactive"))
+
+
+class InteractiveViews:
+    """The broker's part of interactive use: asking for views and making them."""
+
+    def __init__(
+        self, broker: Broker, store: ViewStore | None, *, system_username_template: str
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.system_username_template = system_username_template
+
+    # -- the lessee's side -------------------------------------------------------------------
+
+    async def refresh(self, caller: Caller) -> dict[str, Any]:
+        """The caller's interactive views, made where missing: `{items, unavailable}`.
+
+        One lease that cannot be shown (an owner's broker down, a dataset on another file
+        system) does not hide the others; it is listed with its refusal."""
+        self.broker.require(caller, LEASE)
+        leases = await self.broker._list_leases(
+            {"org": self.broker.org, "user": caller.user}, caller.user
+        )
+        items: list[dict[str, Any]] = []
+        unavailable: list[dict[str, Any]] = []
+        for lease in leases:
+            if lease.get("state") != "active" or not lease.get("interactive"):
+                continue
+            try:
+                asset = await self.broker._evaluate(
+                    "GetAsset", str(lease["asset_id"]), actor=caller.user
+                )
+                if not _interactive(asset):
+                    continue  # the owner turned it off: a skeleton again
+                if lease["owner_org"] == self.broker.org:
+                    view = await self.view_for(
+                        lease_id=str(lease["id"]), user=caller.user, org=self.broker.org
+                    )
+                else:
+                    view = await self._peer_view(lease, caller.user)
+            except ApiError as error:
+                unavailable.append(
+                    {
+                        "lease_id": lease["id"],
+                        "asset_id": lease["asset_id"],
+                        "code": error.code,
+                        "message": error.message,
+                    }
+                )
+                continue
+            name = str(asset.get("name") or asset.get("id"))
+            items.append(
+                {
+                    "lease_id": lease["id"],
+                    "asset_id": lease["asset_id"],
+                    "name": name,
+                    "dir": dataset_dir_name(name),
+                    "path": str(view["path"]),
+                    "expires_at": lease.get("expires_at"),
+                }
+            )
+        return {"items": items, "unavailable": unavailable}
+
+    async def _peer_view(self, lease: dict[str, Any], user: str) -> dict[str, Any]:
+        owner = str(lease["owner_org"])
+        base = self.broker.peers.get(owner)
+        if base is None:
+            raise ApiError(
+                "PEER_UNAVAILABLE",
+                f"this broker does not know the broker of {owner}; add it to BrokerApp.peers",
+            )
+        envelope = self.broker.signer.sign(
+            to=owner, lease_id=str(lease["id"]), run_id=VIEW_RUN_ID, user=user
+        )
+        view = await send_peer_mount(
+            base,
+            envelope,
+            owner=owner,
+            timeout_s=self.broker.peer_timeout_s,
+            path="api/v1/peer/views",
+        )
+        if not isinstance(view.get("path"), str) or not view["path"].startswith("/"):
+            raise ApiError("PEER_UNAVAILABLE", f"the broker of {owner} sent no view path")
+        return view
+
+    # -- the owner's side --------------------------------------------------------------------
+
+    async def peer_view(self, envelope: Any) -> dict[str, Any]:
+        """Another org's broker asks for a view; nothing it says counts until verified."""
+        payload = await verify_signed(
+            envelope,
+            me=self.broker.org,
+            ca_for_org=self.broker.ca_for_org,
+            nonces=self.broker.nonces,
+        )
+        if payload["run_id"] != VIEW_RUN_ID:
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                "payload.run_id: a view request names no run (send mount requests to peer/mounts)",
+                "payload.run_id",
+            )
+        return await self.view_for(
+            lease_id=check_id(payload["lease_id"], "lease_id"),
+            user=str(payload["user"]),
+            org=str(payload["org"]),
+        )
+
+    def _os_user(self, user: str) -> pwd.struct_passwd:
+        try:
+            name = os_username(self.system_username_template, user)
+            return pwd.getpwnam(name)
+        except (AccountError, KeyError):
+            raise ApiError(
+                "INVALID_STATE",
+                f"user '{user}' has no OS account on this machine yet, so nothing can be "
+                "shown to them; start your server once, then ask again",
+            ) from None
+
+    async def view_for(self, *, lease_id: str, user: str, org: str) -> dict[str, Any]:
+        """A view of one of this org's assets for the lessee, after checking the ledger."""
+        if self.store is None:
+            raise ApiError(
+                "VIEW_UNAVAILABLE",
+                f"the broker of {self.broker.org} shows no data interactively (its "
+                "BrokerApp.interactive_views_dir is not set); read it in a workflow",
+            )
+        broker = self.broker
+        lease = await broker._evaluate("GetLease", lease_id, actor=user)
+        if lease["owner_org"] != broker.org:
+            raise ApiError(
+                "NOT_OWNER", f"lease '{lease_id}' is for an asset of {lease['owner_org']}"
+            )
+        if lease["lessee_org"] != org or lease["lessee_user"] != user:
+            raise ApiError(
+                "NOT_LESSEE", f"lease '{lease_id}' does not belong to user '{user}' of '{org}'"
+            )
+        if lease["state"] == "expired":
+            raise ApiError("LEASE_EXPIRED", f"lease '{lease_id}' expired at {lease['expires_at']}")
+        if lease["state"] != "active":
+            raise ApiError("INVALID_STATE", f"lease '{lease_id}' is {lease['state']}, not active")
+        asset = await broker._evaluate("GetAsset", lease["asset_id"], actor=user)
+        if not (lease.get("interactive") and _interactive(asset)):
+            raise ApiError(
+                "POLICY_DENIED",
+                f"the owner of '{asset['id']}' does not allow reading it in the notebook; "
+                "mount it in a workflow (workflow.yaml) instead",
+            )
+        if asset.get("storage_type") not in ("local", "hostpath"):
+            raise ApiError(
+                "VIEW_UNAVAILABLE",
+                f"asset '{asset['id']}' is stored as {asset.get('storage_type')!r}; the "
+                "embedded broker shows only local and hostpath storage",
+            )
+        account = self._os_user(user)
+        try:
+            details = broker.keys.open_details(asset["id"], broker.org, asset["sealed_storage"])
+        except KeyServiceError as error:
+            raise from_keys(error) from None
+        source = Path(str(details.get("path", "")))
+        del details
+        try:
+            record = await self.store.make(
+                lease=lease, source=source, uid=account.pw_uid, os_user=account.pw_name
+            )
+        except ViewError as error:
+            raise ApiError(error.code, error.message) from None
+        log.info("interactive view of lease %s for %s/%s", lease_id, org, user)
+        return {
+            "lease_id": lease_id,
+            "path": self.store.path_of(record),
+            "expires_at": lease.get("expires_at"),
+        }
+
+    # -- the reaper's part -------------------------------------------------------------------
+
+    async def _wanted(self, record: dict[str, Any]) -> bool:
+        ledger = self.broker.ledger
+        try:
+            lease = await ledger.evaluate("GetLease", str(record["lease_id"]), actor=REAPER_ACTOR)
+            asset = await ledger.evaluate("GetAsset", str(lease["asset_id"]), actor=REAPER_ACTOR)
+        except LedgerError as error:
+            if error.code.endswith("_NOT_FOUND"):
+                return False
+            raise
+        return bool(
+            lease.get("state") == "active"
+            and asset.get("state") != "retired"
+            and _interactive(asset)
+        )
+
+    async def reap(self) -> int:
+        """Remove the views whose lease is over; what exists comes from the disk."""
+        if self.store is None:
+            return 0
+        return await self.store.sweep(self._wanted)
