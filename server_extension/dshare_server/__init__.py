@@ -23,8 +23,11 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .config import DShareServerConfig
     from .handlers import setup_handlers
+    from .views_handlers import setup_views
 
     config = DShareServerConfig(parent=serverapp)
+    # Its route first: the broker proxy's catch-all would answer it otherwise.
+    setup_views(serverapp.web_app, config)
     setup_handlers(serverapp.web_app, config)
     serverapp.log.info(
         "dshare server extension loaded; broker %s", config.broker_url or "(not configured)"

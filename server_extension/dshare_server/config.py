@@ -29,6 +29,14 @@ class DShareServerConfig(Configurable):
         help="Seconds to wait for the broker before answering 504 to the browser.",
     ).tag(config=True)
 
+    views_refresh_interval = Float(
+        30.0,
+        help="""Seconds between asking the broker for the user's interactive views, so
+        ~/datasets/<name> links to a dataset whose lease became active while the server
+        runs and loses the link of one that ended. 0 turns the refresh off (links then
+        change at the next spawn, or on POST /dshare/api/views).""",
+    ).tag(config=True)
+
     runs_dir = Unicode(
         help="""Directory where local workflow runs keep their status and logs.
 

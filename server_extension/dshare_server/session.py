@@ -3,20 +3,26 @@
     from dshare_server.session import datasets, lease, release
     lease("uis-lorem-corpus", hours=2, purpose="word counts")
 
+A lease of a dataset whose owner allows interactive use makes `~/datasets/<name>` a
+read-only view of it at once (`refresh_datasets()`; the server also does it periodically).
+
 Calls go to the user's organization broker with the server's JupyterHub token, which the
 kernel inherits from the server; the broker decides what the user may do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from .broker_client import BrokerError, BrokerUnavailable, _token
+from .links import LinkResult, links_from_views, sync_links
 
 
 class SyncBrokerClient:
@@ -100,6 +106,15 @@ def leases() -> list[dict[str, Any]]:
     return _client().list_leases()
 
 
+def refresh_datasets() -> LinkResult:
+    """Link ~/datasets/<name> to the views of your interactive leases (and drop the links
+    of ended ones) now, instead of at the server's next periodic refresh."""
+    reply = _client().call("POST", "views", {})
+    items = reply.get("items") if isinstance(reply, dict) else None
+    root = Path(os.path.expanduser("~")) / "datasets"
+    return sync_links(root, links_from_views(items))
+
+
 def lease(dataset_id: str, *, hours: float = 1.0, purpose: str = "") -> dict[str, Any]:
     """Lease a dataset for `hours`; an active lease of yours on it is returned as it is."""
     client = _client()
@@ -109,13 +124,18 @@ def lease(dataset_id: str, *, hours: float = 1.0, purpose: str = "") -> dict[str
             "pending",
         ):
             return existing
-    return dict(
+    granted = dict(
         client.call(
             "POST",
             "leases",
             {"dataset_id": dataset_id, "duration_s": int(hours * 3600), "purpose": purpose},
         )
     )
+    if granted.get("state") == "active" and granted.get("interactive"):
+        # If this fails the lease stands; the server's periodic refresh links it later.
+        with contextlib.suppress(BrokerError, BrokerUnavailable, OSError):
+            refresh_datasets()
+    return granted
 
 
 def release(lease_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class BrokerDouble:
     leases: list[dict[str, Any]] = field(default_factory=list)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     mounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    views: list[dict[str, Any]] = field(default_factory=list)  # POST views items
     fail: dict[str, tuple[int, dict[str, Any] | str]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     bodies: list[Any] = field(default_factory=list)
@@ -70,6 +71,8 @@ class _Handler(web.RequestHandler):
                 if lid in self.broker.mounts
             }
             self._answer("runs", {"run": run, "mounts": mounts}, 201)
+        elif path == "views":
+            self._answer("views", {"items": self.broker.views, "unavailable": []})
         elif path.endswith("/finish"):
             self._answer("finish", {"id": path.split("/")[1], "state": "finished"})
         else:

@@ -70,6 +70,8 @@ async def test_prepare_writes_skeletons_of_active_leases(
         "GET /services/dshare-uis/api/v1/leases?scope=mine",
         "GET /services/dshare-uis/api/v1/datasets/weather",
         "GET /services/dshare-uis/api/v1/datasets/census",
+        # Weather is interactive: its broker is asked for a view (none here: a skeleton).
+        "POST /services/dshare-uis/api/v1/views",
     ]
 
 
@@ -82,6 +84,51 @@ async def test_released_datasets_disappear_at_next_spawn(
     await spawner.dshare_prepare()
     datasets = tmp_path / "users/ann/datasets"
     assert sorted(p.name for p in datasets.iterdir()) == [".dshare-skeletons.json", "Weather"]
+
+
+async def test_an_interactive_view_is_a_link_and_its_end_brings_the_skeleton_back(
+    seeded: BrokerDouble, tmp_path: Path
+) -> None:
+    spawner = _spawner(seeded, tmp_path)
+    await spawner.dshare_prepare()  # no view yet: Weather is a skeleton
+    view = tmp_path / "views" / "uio" / ("v-" + "1" * 32)
+    view.mkdir(parents=True)
+    (view / "jan.csv").write_text("t,12\n")
+    seeded.views = [
+        {"lease_id": "L1", "asset_id": "weather", "dir": "Weather", "path": str(view)},
+        # Unsafe names from a broker are never written.
+        {"lease_id": "L9", "asset_id": "x", "dir": "../escape", "path": str(view)},
+        {"lease_id": "L8", "asset_id": "y", "dir": ".hidden", "path": str(view)},
+    ]
+    await spawner.dshare_prepare()
+    datasets = tmp_path / "users/ann/datasets"
+    assert os.readlink(datasets / "Weather") == str(view)
+    assert (datasets / "Weather" / "jan.csv").read_text() == "t,12\n"
+    assert (datasets / "Census 2020" / "a" / "b.csv").stat().st_size == 0  # still a skeleton
+    assert sorted(p.name for p in datasets.iterdir()) == [
+        ".dshare-skeletons.json",
+        ".dshare-views.json",
+        "Census 2020",
+        "Weather",
+    ]
+    assert not (tmp_path / "users/ann/escape").exists()
+    # The view is gone (the lease ended, or its owner's broker cannot show it): the link
+    # goes and the skeleton comes back at the next spawn.
+    seeded.views = []
+    await spawner.dshare_prepare()
+    assert not (datasets / "Weather").is_symlink()
+    assert (datasets / "Weather" / "2020" / "jan.csv").stat().st_size == 0
+    assert not (datasets / ".dshare-views.json").exists()
+
+
+async def test_a_link_the_user_made_is_never_replaced(seeded: BrokerDouble, tmp_path: Path) -> None:
+    spawner = _spawner(seeded, tmp_path)
+    datasets = tmp_path / "users/ann/datasets"
+    datasets.mkdir(parents=True)
+    (datasets / "Weather").symlink_to(tmp_path)
+    seeded.views = [{"lease_id": "L1", "dir": "Weather", "path": str(tmp_path / "view")}]
+    await spawner.dshare_prepare()
+    assert os.readlink(datasets / "Weather") == str(tmp_path)
 
 
 async def test_env_has_broker_url_and_org_and_nothing_secret(

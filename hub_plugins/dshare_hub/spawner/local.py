@@ -2,7 +2,9 @@
 
 At every spawn the user's leased datasets appear as skeletons (directories and empty files)
 under ~/datasets/<dataset name>/, so code can be written against real paths; jobs that read
-the data run through %dshare_run and the executor, which binds it read-only.
+the data run through %dshare_run and the executor, which binds it read-only. A dataset whose
+owner allows interactive use is instead a link to the read-only view its owner's broker
+made for this user (the server extension keeps the links current while the server runs).
 
 `DShareSystemLocalSpawner` (the default, aliased `DShareLocalSpawner`) runs each hub user
 as an OS user of their own, as The Littlest JupyterHub does; the hub must run as root to
@@ -23,6 +25,8 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, set_user_setuid
 from traitlets import Bool, Unicode, default
+
+from dshare_server.links import links_from_views
 
 from ..k8s.names import dataset_dir_name
 from . import system_users
@@ -64,9 +68,37 @@ class _DShareLocalMixin(DShareSpawnerMixin):
     def dshare_runs_as_root(self) -> bool:
         raise NotImplementedError
 
-    def dshare_write_home(self, skeletons: dict[str, list[str]], *, magic: bool) -> SkeletonResult:
-        """Write the skeletons (and the magic's startup file) into the user's home."""
-        return prepare_home(self.dshare_home(), skeletons, magic=magic)
+    def dshare_write_home(
+        self,
+        skeletons: dict[str, list[str]],
+        *,
+        magic: bool,
+        links: dict[str, str] | None = None,
+    ) -> SkeletonResult:
+        """Write the skeletons, the links to interactive views (and the magic's startup
+        file) into the user's home."""
+        return prepare_home(self.dshare_home(), skeletons, magic=magic, links=links)
+
+    async def dshare_views(self, identity: Identity, leased: list[Any]) -> dict[str, str]:
+        """{dataset dir: view path} of the user's interactive leases, from their broker.
+
+        A broker that cannot show a view leaves that dataset a skeleton: a spawn never
+        fails for it."""
+        if not any(item.interactive for item in leased):
+            return {}
+        try:
+            reply = await self._broker(identity, "POST", "views", {})
+        except DShareSpawnError as e:
+            self.log.warning("interactive datasets of %s stay skeletons: %s", identity.user, e)
+            return {}
+        for problem in reply.get("unavailable", []) if isinstance(reply, dict) else []:
+            self.log.info(
+                "dataset %s of %s stays a skeleton: %s",
+                problem.get("asset_id"),
+                identity.user,
+                problem.get("message"),
+            )
+        return links_from_views(reply.get("items") if isinstance(reply, dict) else None)
 
     async def dshare_prepare(self) -> None:
         identity = self.dshare_identity()
@@ -75,8 +107,9 @@ class _DShareLocalMixin(DShareSpawnerMixin):
         skeletons: dict[str, list[str]] = {}
         for item in leased:
             skeletons.setdefault(dataset_dir_name(item.name), []).extend(item.skeleton)
+        links = await self.dshare_views(identity, leased)
         result = await asyncio.to_thread(
-            self.dshare_write_home, skeletons, magic=self.autoload_magic
+            self.dshare_write_home, skeletons, magic=self.autoload_magic, links=links
         )
         if result.magic_error:
             self.log.warning(
@@ -229,11 +262,19 @@ class DShareSystemLocalSpawner(_DShareLocalMixin, LocalProcessSpawner):
     def dshare_runs_as_root(self) -> bool:
         return self._pw().pw_uid == 0
 
-    def dshare_write_home(self, skeletons: dict[str, list[str]], *, magic: bool) -> SkeletonResult:
+    def dshare_write_home(
+        self,
+        skeletons: dict[str, list[str]],
+        *,
+        magic: bool,
+        links: dict[str, str] | None = None,
+    ) -> SkeletonResult:
         pw = self._pw()
         if os.geteuid() != 0 or pw.pw_uid == os.geteuid():
-            return super().dshare_write_home(skeletons, magic=magic)
-        request = json.dumps({"home": pw.pw_dir, "skeletons": skeletons, "magic": magic})
+            return super().dshare_write_home(skeletons, magic=magic, links=links)
+        request = json.dumps(
+            {"home": pw.pw_dir, "skeletons": skeletons, "magic": magic, "links": links or {}}
+        )
         try:
             out = system_users.run_as(
                 pw,
@@ -255,6 +296,7 @@ class DShareSystemLocalSpawner(_DShareLocalMixin, LocalProcessSpawner):
             removed=list(answer.get("removed", [])),
             kept=list(answer.get("kept", [])),
             magic_error=str(answer.get("magic_error", "")),
+            linked=list(answer.get("linked", [])),
         )
 
     async def start(self) -> Any:

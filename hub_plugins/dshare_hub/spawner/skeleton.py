@@ -7,6 +7,9 @@ overwrites or deletes a file that holds data (a user may have saved work there).
 The home belongs to the user, so a spawner running as root does not write there itself: it
 runs this module as the user (`python -m dshare_hub.spawner.skeleton`, the request as JSON
 on stdin), and a symlink the user planted can only lead where the user may write anyway.
+
+Datasets whose owner allows interactive use are not skeletons but links to the view the
+owner's broker made for this user (`dshare_server.links`), written here too, as the user.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from dshare_server.links import prune_links, sync_links
 
 MANIFEST = ".dshare-skeletons.json"
 MAX_ENTRIES = 10_000
@@ -66,6 +71,7 @@ class SkeletonResult:
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     magic_error: str = ""
+    linked: list[str] = field(default_factory=list)
 
 
 def _chown(path: Path, owner: tuple[int, int] | None) -> None:
@@ -176,7 +182,7 @@ def write_skeletons(
     leftovers = {
         name: paths
         for name, paths in previous.items()
-        if name not in skeletons and (root / name).is_dir()
+        if name not in skeletons and (root / name).is_dir() and not (root / name).is_symlink()
     }
     _write_manifest(root, {**leftovers, **skeletons})
     return result
@@ -222,14 +228,28 @@ def write_magic_startup(home: Path) -> bool:
 
 
 def prepare_home(
-    home: Path, skeletons: Mapping[str, Sequence[str]], *, magic: bool
+    home: Path,
+    skeletons: Mapping[str, Sequence[str]],
+    *,
+    magic: bool,
+    links: Mapping[str, str] | None = None,
 ) -> SkeletonResult:
     """Everything a spawn writes into a home, done with the caller's own permissions.
 
+    `links` ({dataset dir: view path}) become links; a link of an ended lease goes before
+    the skeletons are written (so its skeleton can take the place again), and the links
+    after them (so the skeleton a link replaces is cleaned by its manifest first).
     The magic's startup file is a convenience: a home where it cannot be written (say
     ~/.ipython is not the user's) still starts, with the reason in `magic_error`.
     """
-    result = write_skeletons(home / DATASETS_DIR, skeletons)
+    links = dict(links or {})
+    root = home / DATASETS_DIR
+    pruned = prune_links(root, links)
+    result = write_skeletons(root, {k: v for k, v in skeletons.items() if k not in links})
+    linked = sync_links(root, links)
+    result.linked = linked.linked
+    result.removed += pruned.pruned
+    result.kept += [str(root / name) for name in linked.kept]
     if magic:
         try:
             write_magic_startup(home)
@@ -245,8 +265,11 @@ def main() -> int:
         return 2
     request = json.loads(sys.stdin.read())
     skeletons = {str(k): [str(p) for p in v] for k, v in request["skeletons"].items()}
+    links = {str(k): str(v) for k, v in (request.get("links") or {}).items()}
     try:
-        result = prepare_home(Path(request["home"]), skeletons, magic=bool(request.get("magic")))
+        result = prepare_home(
+            Path(request["home"]), skeletons, magic=bool(request.get("magic")), links=links
+        )
     except OSError as e:
         print(f"cannot write ~/{DATASETS_DIR}: {e.strerror}: {e.filename}", file=sys.stderr)
         return 1
@@ -256,6 +279,7 @@ def main() -> int:
             "removed": result.removed,
             "kept": result.kept,
             "magic_error": result.magic_error,
+            "linked": result.linked,
         },
         sys.stdout,
     )
