@@ -12,26 +12,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from heldrun import run_copying_workflow
 from hubclient import HubSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 DATASET = "uis-lorem-corpus"
-WORKFLOW = """\
-name: review-me
-jobs:
-- command: 'sh review.sh'
-  volumes:
-  - id: '{dataset}'
-    name: 'lorem'
-    path: '/data/lorem'
-"""
-SCRIPT = """\
-mkdir -p review
-cat /data/lorem/* > review/copy-a.txt
-cp review/copy-a.txt review/copy-b.txt
-ls /data/lorem | wc -l > review/count.txt
-"""
 
 
 async def _session(deployment, logins, user: str) -> HubSession:
@@ -50,26 +36,7 @@ async def test_held_files_are_decided_by_the_owner_and_only_released_ones_arrive
 ):
     layout = deployment.layout
     scientist = await _session(deployment, logins, "uio-scientist")
-    status, body = await scientist.api(
-        "api/contents/review-workflow.yaml",
-        "PUT",
-        {"type": "file", "format": "text", "content": WORKFLOW.format(dataset=DATASET)},
-    )
-    assert status in (200, 201), body
-    status, body = await scientist.api(
-        "api/contents/review.sh", "PUT", {"type": "file", "format": "text", "content": SCRIPT}
-    )
-    assert status in (200, 201), body
-    out, errors = await scientist.run_code(
-        "from dshare_server.session import lease\n"
-        f"lease({DATASET!r}, hours=1, purpose='output review')\n"
-        "%load_ext dshare_server\n"
-        "run = %dshare_run review-workflow.yaml\n"
-        "print('RUN', run.id, run.state)\n"
-    )
-    assert not errors, (out, errors)
-    _, run_id, state = next(line for line in out.splitlines() if line.startswith("RUN ")).split()
-    assert state == "succeeded", out
+    run_id = await run_copying_workflow(scientist, DATASET)
 
     status, run = await scientist.api(f"dshare/api/runs/{run_id}")
     assert status == 200, run
