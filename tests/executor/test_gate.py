@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dshare_chaincode import validate
 from dshare_hub.executor.gate import CHECKS, Check, Output, judge, parse_policy
 from dshare_hub.executor.winnow import GUARANTEE, Corpus, read_corpus, winnow
 
@@ -122,7 +123,7 @@ def test_released_by_one_owner_but_held_by_another_is_held() -> None:
 def test_a_check_the_executor_does_not_know_holds_unless_told_to_skip() -> None:
     v = verdict(b"1", {"abc": policy(checks=["k_anonymity"])}, {})
     assert v.decision == "held" and "does not know" in v.checks[0].message
-    skip = verdict(b"1", {"abc": policy(checks=["k_anonymity"], unknown="skip")}, {})
+    skip = verdict(b"1", {"abc": policy(checks=["k_anonymity"], unknown="release")}, {})
     assert skip.decision == "released"
 
 
@@ -178,3 +179,22 @@ def test_an_output_too_big_to_read_is_held_unread() -> None:
     v = judge(Output("big.bin", b"", 10**9), parsed, {"abc": corpus({"x.bin": INPUT})})
     assert v.decision == "held"
     assert {c.name for c in v.checks if not c.passed} == {"verbatim_input", "max_size"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "checks", "review"])
+@pytest.mark.parametrize("unknown", ["hold", "release"])
+def test_every_policy_the_ledger_accepts_the_executor_runs(mode: str, unknown: str) -> None:
+    # The ledger validates what owners set; the executor must take every one of those
+    # (a mismatch here once made every run over such a dataset fail at submit).
+    release = validate.release_policy(
+        {"mode": mode, "unknown": unknown, "checks": list(validate.RELEASE_CHECKS)},
+        "policy.release",
+    )
+    parsed = parse_policy("L-1", {"owner_org": "UiS", "release": release})
+    assert (parsed.mode, parsed.unknown, parsed.max_output_bytes) == (
+        mode,
+        unknown,
+        release["max_output_bytes"],
+    )
+    assert set(parsed.checks) == set(validate.RELEASE_CHECKS)
+    assert set(validate.RELEASE_CHECKS) <= set(CHECKS), "a check owners may ask for is unknown here"

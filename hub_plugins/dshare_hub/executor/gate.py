@@ -31,7 +31,9 @@ class Policy:
     mode: str = "checks"
     checks: tuple[str, ...] = DEFAULT_CHECKS
     max_output_bytes: int = DEFAULT_MAX_OUTPUT
-    unknown: str = "hold"  # a check this executor does not know: "hold" or "skip"
+    # A check this executor does not know: "hold" the file, or "release" it as if passed
+    # (the ledger's words for it, policy.release.unknown).
+    unknown: str = "hold"
 
     @property
     def dataset(self) -> str:
@@ -58,8 +60,8 @@ def parse_policy(lease_id: str, raw: Any) -> Policy:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise bad(f"{field_}.release.max_output_bytes", "must be a number of bytes")
     unknown = release.get("unknown", "hold")
-    if unknown not in ("hold", "skip"):
-        raise bad(f"{field_}.release.unknown", "must be 'hold' or 'skip'")
+    if unknown not in ("hold", "release"):
+        raise bad(f"{field_}.release.unknown", "must be 'hold' or 'release'")
     return Policy(
         lease_id=lease_id,
         owner_org=owner,
