@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dshare needs, only those that are missing.
-#   system-deps.sh demo   what the embedded deployment runs (bubblewrap sandboxes)
+#   system-deps.sh demo   what the embedded deployment runs (bubblewrap sandboxes,
+#                         setfacl for the views of interactive datasets)
 #   system-deps.sh test   the same plus what the test suites start for real
 #                         (PostgreSQL, Chromium for the browser tests)
 set -euo pipefail
 
-want=(bubblewrap)
+want=(bubblewrap acl)
 if [ "${1:-demo}" = test ]; then
   want+=(postgresql chromium chromium-driver fonts-dejavu-core shellcheck)
 fi

@@ -63,6 +63,10 @@ def _assert_isolated(layout: DemoLayout) -> None:
             for path in [top, *top.rglob("*")]:
                 want = dirs if path.is_dir() else files
                 assert _owner_mode(path) == (broker, group, want), path
+        # Interactive views: traversable, never listable; only the broker makes them.
+        views_group = grp.getgrgid(pwd.getpwnam(broker).pw_gid).gr_name
+        assert _owner_mode(layout.views_dir(org)) == (broker, views_group, 0o711)
+    assert _owner_mode(layout.views) == ("root", "root", 0o711)
     for user in ("uis-scientist", "uib-admin"):
         name = system_users.os_username(layout.user_template, user)
         assert _owner_mode(layout.homes / user) == (name, name, 0o700)

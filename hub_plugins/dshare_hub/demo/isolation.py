@@ -2,13 +2,14 @@
 
 | path                               | owner:group               | modes (dirs / files) |
 |------------------------------------|---------------------------|----------------------|
-| <root>, homes/, storage/, orgs/, identities/ | root:root       | 0711                 |
+| <root>, homes/, storage/, orgs/, identities/, views/ | root:root | 0711               |
 | hub/, secrets/, users/             | root:root                 | 0700 / 0600          |
 | demo-logins.txt                    | root:root                 | 0600                 |
 | orgs/<org>/ (KEK, key store, broker config and state) | broker:broker | 0700 / 0600  |
 | identities/<Org>/ (key.pem, ca-key.pem, certs) | broker:broker | 0700 / 0600          |
 | ledger/ (database, WAL, inbox, locks) | root:dshare-ledger     | 2770 / 0660          |
 | storage/<org>/ (raw data)          | broker:dshare-<org>-data  | 2750 / 0640          |
+| views/<org>/ (interactive views)   | broker:broker             | 0711 (views: 0700 + ACL) |
 | homes/<user>/                      | the user's own account    | 0700                 |
 
 Fixing runs over what exists, so a data directory made by an older dshare (everything
@@ -85,7 +86,13 @@ def _root_dir(path: Path, mode: int) -> None:
 def make_layout_dirs(layout: DemoLayout) -> None:
     """The directories root keeps, with their modes, before anything is written in them."""
     _root_dir(layout.root, 0o711)
-    for path in (layout.homes, layout.data, layout.root / "orgs", layout.identities):
+    for path in (
+        layout.homes,
+        layout.data,
+        layout.root / "orgs",
+        layout.identities,
+        layout.views,
+    ):
         _root_dir(path, 0o711)
     for path in (layout.hub_dir, layout.root / "secrets", layout.user_directory.parent):
         _root_dir(path, 0o700)
@@ -150,6 +157,11 @@ def secure(layout: DemoLayout) -> None:
         if data.exists():
             data_gid = system_users.grp.getgrnam(layout.data_group(org)).gr_gid
             fix_tree(data, broker.pw_uid, data_gid, 0o2750, 0o640)
+        views = layout.views_dir(org)
+        views.mkdir(exist_ok=True, mode=0o711)
+        # The directory only: the views in it are the broker's to make and remove (its
+        # reaper takes their ACL entries away), never re-owned or re-moded here.
+        _fix(os.fspath(views), broker.pw_uid, broker.pw_gid, 0o711, 0o711, None)
     for path in layout.homes.iterdir():
         # Homes are their users'; root only checks they are real directories kept 0700.
         info = path.lstat()

@@ -123,6 +123,16 @@ class DemoLayout:
             os.replace(path.with_suffix(".tmp"), path)
         return path.read_text().strip()
 
+    @property
+    def views(self) -> Path:
+        """Interactive views (views/<org>/<opaque id>): hard links to leased files, each
+        readable by its lessee alone. Beside storage/, on the same file system."""
+        return self.root / "views"
+
+    def views_dir(self, org: str) -> Path:
+        """`org`'s broker's own views directory (BrokerApp.interactive_views_dir)."""
+        return self.views / org.lower()
+
     def storage_root(self, org: str) -> Path:
         """The only directory `org`'s broker may register local datasets under."""
         return self.data / org.lower()

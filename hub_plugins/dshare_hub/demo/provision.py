@@ -44,6 +44,8 @@ c.BrokerApp.executor_url = {executor_url!r}
 c.BrokerApp.system_username_template = {user_template!r}
 c.BrokerApp.storage_roots = [{storage_root!r}]
 c.BrokerApp.data_group = {data_group!r}
+# Interactive datasets: read-only views for their lessees (hard links + POSIX ACLs).
+c.BrokerApp.interactive_views_dir = {views_dir!r}
 """
 
 EXECUTOR_CONFIG = """\
@@ -135,6 +137,7 @@ def provision(layout: DemoLayout) -> dict[str, str]:
                 user_template=layout.user_template,
                 storage_root=str(layout.storage_root(org)),
                 data_group=layout.data_group(org),
+                views_dir=str(layout.views_dir(org)),
             ),
         )
 
