@@ -188,14 +188,6 @@ def run_body(
                 "data_gid": DATA_GID,
             }
         },
-        "policies": {
-            "lease-1": {
-                "dataset_id": "ds-words",
-                "dataset_name": "words",
-                "owner_org": "UiO",
-                "release": {"mode": "checks"},
-            }
-        },
         "workspace": workspace,
     }
     body.update(over)

@@ -107,3 +107,55 @@ def test_missing_record_unknown_org_file_target_and_expiry_are_refused(setup, wo
     assert "directory" in refused(mount, roots)
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     assert "expired" in refused({**mount, "expires_at": past}, roots)
+
+
+def _rewrite_record(made_handle: str, **fields) -> None:
+    """What the owner's broker would have written, changed as a test needs it."""
+    path = Path(made_handle + ".json")
+    record = json.loads(path.read_text())
+    record.update(fields)
+    path.write_text(json.dumps(record))
+
+
+def test_the_owners_record_decides_policy_expiry_and_group_not_the_caller(setup) -> None:
+    # The lessee's broker forwards the mount; the owner's record beside the handle says
+    # what the owner read on the ledger. The record wins on every point.
+    _data, broker, roots, mount = setup
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    _rewrite_record(
+        mount["handle"],
+        release={"mode": "review", "checks": ["max_size"], "max_output_bytes": 10},
+        expires_at=soon.isoformat(),
+        data_gid=60999,
+        dataset_name="words",
+    )
+    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", org_roots=roots)
+    try:
+        assert (opened.policy.mode, opened.policy.max_output_bytes) == ("review", 10)
+        assert (opened.policy.owner_org, opened.policy.dataset_name) == ("UiO", "words")
+        assert opened.expires_at == soon, "an expiry past the owner's lease counts for nothing"
+        assert opened.data_gid == 60999
+    finally:
+        opened.close()
+
+
+def test_a_record_without_a_policy_gets_the_strict_default(setup) -> None:
+    _data, _broker, roots, mount = setup
+    _rewrite_record(mount["handle"], release={})
+    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", org_roots=roots)
+    try:
+        assert opened.policy.mode == "checks"
+        assert set(opened.policy.checks) == {"max_size", "verbatim_input"}
+    finally:
+        opened.close()
+
+
+def test_an_owner_record_past_its_expiry_or_with_a_bad_policy_is_refused(setup) -> None:
+    _data, _broker, roots, mount = setup
+    _rewrite_record(mount["handle"], expires_at="2020-01-01T00:00:00+00:00")
+    assert refused(mount, roots) == "lease lease-1 expired at 2020-01-01T00:00:00+00:00"
+    _rewrite_record(mount["handle"], expires_at=LATER, release={"mode": "never"})
+    assert refused(mount, roots) == (
+        "the mount of lease lease-1 was refused: the owner's release policy is not usable: "
+        "policy.release.mode: must be one of checks, review, auto"
+    )

@@ -67,7 +67,12 @@ async def world(world: Path, sandbox: Sandbox) -> AsyncIterator[tuple[World, Pat
 
 async def materialize(broker_dir: Path, data: Path, run_id: str) -> str:
     made = await LocalMaterializer(broker_dir).materialize(
-        asset={"id": "ds-words", "storage_type": "local"},
+        asset={
+            "id": "ds-words",
+            "name": "words",
+            "storage_type": "local",
+            "policy": {"release": {"mode": "checks"}},
+        },
         details={"path": str(data)},
         lease={"id": "lease-1", "expires_at": later()},
         run_id=run_id,
@@ -245,6 +250,29 @@ async def test_a_denied_output_is_deleted_and_never_delivered(world) -> None:
     )
     assert json.loads(denied.body)["outputs"][0]["decision"] == "denied"
     assert not staged.exists() and not (home / "c.txt").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_lessee_broker_cannot_loosen_the_owners_release_policy(world) -> None:
+    # The submitting broker is the lessee's (UiS here). It claims the owner lets everything
+    # out; the owner's record beside the handle says "checks", and the copy is held.
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    handle = await materialize(broker_dir, data, "run-lax")
+    lax = {"lease-1": {"owner_org": "UiO", "release": {"mode": "auto", "checks": []}}}
+    body = run_body(
+        "run-lax",
+        home,
+        handle,
+        manifest("run-lax", "cp /data/words/x.txt c.txt", "true"),
+        "",
+        policies=lax,
+    )
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    view = await wait_gate(w, "run-lax")
+    assert [(o["path"], o["decision"]) for o in view["outputs"]] == [("c.txt", "held")]
+    assert not (home / "c.txt").exists()
 
 
 @pytest.mark.asyncio

@@ -107,6 +107,10 @@ class LocalMaterializer:
             "user": user,
             "expires_at": lease.get("expires_at"),
             "handle": str(handle),
+            # What the executor takes from the owner and from nobody else (executor/mounts.py).
+            "dataset_name": asset.get("name"),
+            "release": (asset.get("policy") or {}).get("release") or {},
+            "data_gid": self.data_gid,
         }
         tmp_meta = meta.with_name(meta.name + ".tmp")
         tmp_meta.write_text(json.dumps(record, sort_keys=True))

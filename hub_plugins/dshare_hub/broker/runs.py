@@ -189,7 +189,7 @@ class RunService:
         run_id = str(run["id"])
         try:
             manifest = self._compile(spec, caller.user, run_id, leases, working_dir)
-            mounts, policies = await self._bind(caller, run_id, spec, leases)
+            mounts = await self._bind(run_id, spec, leases, caller.user)
             self._remember(run_id, caller.user)
             await self.executor.submit(
                 {
@@ -202,7 +202,6 @@ class RunService:
                     "manifest": manifest,
                     "home_claim": home_claim(caller.user),
                     "mounts": mounts,
-                    "policies": policies,
                     "workspace": base64.b64encode(workspace).decode(),
                 }
             )
@@ -216,13 +215,14 @@ class RunService:
         return {"run": run_view(run)}
 
     async def _bind(
-        self, caller: Caller, run_id: str, spec: Spec, leases: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self, run_id: str, spec: Spec, leases: dict[str, Any], user: str
+    ) -> dict[str, Any]:
+        # Each owner's release policy travels in the owner's own mount record, which the
+        # executor reads; nothing this broker says about it counts.
         mounts: dict[str, Any] = {}
-        policies: dict[str, Any] = {}
         for lease_id in spec.lease_ids:
             lease = leases[lease_id]
-            mount = await self.broker.materialize_for_run(lease, run_id, caller.user)
+            mount = await self.broker.materialize_for_run(lease, run_id, user)
             mounts[lease_claim(lease_id)] = {
                 "org": lease["owner_org"],
                 "lease_id": lease_id,
@@ -230,14 +230,7 @@ class RunService:
                 "expires_at": mount.get("expires_at") or lease.get("expires_at"),
                 "data_gid": mount.get("data_gid"),
             }
-            asset = await self.broker.get_dataset(caller, lease["asset_id"])
-            policies[lease_id] = {
-                "dataset_id": asset["id"],
-                "dataset_name": asset["name"],
-                "owner_org": asset["owner_org"],
-                "release": (asset.get("policy") or {}).get("release") or {},
-            }
-        return mounts, policies
+        return mounts
 
     # -- following a run to its end ---------------------------------------------------------
 

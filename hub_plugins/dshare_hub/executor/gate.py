@@ -41,7 +41,7 @@ class Policy:
 
 
 def parse_policy(lease_id: str, raw: Any) -> Policy:
-    field_ = f"policies.{lease_id}"
+    field_ = "policy"  # as the ledger names it: the owner set it there
     if not isinstance(raw, dict):
         raise bad(field_, "must be an object {dataset_id, dataset_name, owner_org, release}")
     owner = raw.get("owner_org")

@@ -14,7 +14,6 @@ from typing import Any
 from dshare_server.workflow.local_runner import RunnerError, plan
 
 from ..webapi import ApiError, bad
-from .gate import Policy, parse_policy
 from .identity import UidPool
 from .mounts import check_mount_fields
 from .store import valid_run_id
@@ -32,7 +31,6 @@ class RunRequest:
     home_claim: str
     home_path: str  # where the jobs see the home (the workspace)
     mounts: dict[str, dict[str, Any]]
-    policies: dict[str, Policy]
     workspace: bytes
     digest: str  # of the whole body: a repeated POST must be the same run
 
@@ -111,17 +109,6 @@ def check_run_request(body: Any, pool: UidPool) -> RunRequest:
         check_mount_fields(claim, mount)
         # Leased data is read-only whatever the manifest says.
         claims[claim]["persistentVolumeClaim"]["readOnly"] = True
-    raw_policies = body.get("policies") or {}
-    if not isinstance(raw_policies, dict):
-        raise bad("policies", "must be an object {lease_id: policy}")
-    policies = {}
-    for mount in mounts.values():
-        lease_id = mount["lease_id"]
-        raw = raw_policies.get(lease_id, {"owner_org": mount["org"]})
-        policy = parse_policy(lease_id, raw)
-        if policy.owner_org != mount["org"]:
-            raise bad(f"policies.{lease_id}.owner_org", "is not the organization of its mount")
-        policies[lease_id] = policy
     try:
         plan(manifest, {c: "/" for c in claims})
     except (RunnerError, KeyError, TypeError, AttributeError) as error:
@@ -146,7 +133,6 @@ def check_run_request(body: Any, pool: UidPool) -> RunRequest:
         home_claim=home_claim,
         home_path=_home_path(manifest, home_volume),
         mounts={c: dict(m) for c, m in mounts.items()},
-        policies=policies,
         workspace=archive,
         digest=digest,
     )

@@ -5,6 +5,10 @@ a JSON record beside it. The executor does not take the caller's word for it: th
 must sit exactly at `<that org's mount root>/<run_id>/<lease_id>`, its record must name
 this run, lease and user, and it must lead to a directory. The directory is then opened
 (following the owner's link) and that descriptor, not a path, is given to bwrap.
+
+What the owner decided is read from the owner's record too, never from the submitting
+broker: the lease's expiry, the data group, and the dataset's release policy (the lessee's
+broker could otherwise send a laxer one, or an expiry past the lease's).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..webapi import ApiError, bad
+from .gate import Policy, parse_policy
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -31,6 +36,7 @@ class OpenMount:
     expires_at: datetime
     data_gid: int
     fd: int  # O_PATH|O_DIRECTORY on the dataset's directory
+    policy: Policy  # the owner's release policy, from the owner's record
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -99,6 +105,14 @@ def open_mount(
     for name, want in (("run_id", run_id), ("lease_id", lease_id), ("user", user)):
         if record.get(name) != want:
             raise refuse(lease_id, f"the owner's record of the mount names another {name}")
+    expires_at = min(expires_at, _owner_expiry(record, lease_id))
+    if expires_at <= (now or datetime.now(UTC)):
+        raise ApiError("LEASE_EXPIRED", f"lease {lease_id} expired at {expires_at.isoformat()}")
+    gid = record.get("data_gid")
+    data_gid = gid if isinstance(gid, int) and not isinstance(gid, bool) and gid > 0 else None
+    if data_gid is None:
+        data_gid = int(mount["data_gid"])
+    policy = _owner_policy(record, lease_id, org)
     if not os.path.islink(expected) and not os.path.isdir(expected):
         raise refuse(lease_id, "the owner's broker has not materialized it (or removed it)")
     try:
@@ -107,7 +121,31 @@ def open_mount(
         raise refuse(lease_id, "it does not lead to a directory") from None
     except OSError:
         raise refuse(lease_id, "its data is not reachable on this host") from None
-    return OpenMount(claim, org, lease_id, expires_at, int(mount["data_gid"]), fd)
+    return OpenMount(claim, org, lease_id, expires_at, data_gid, fd, policy)
+
+
+def _owner_expiry(record: dict[str, Any], lease_id: str) -> datetime:
+    try:
+        return parse_time(record.get("expires_at"), "expires_at")
+    except ApiError:
+        raise refuse(lease_id, "the owner's record of the mount has no valid expiry") from None
+
+
+def _owner_policy(record: dict[str, Any], lease_id: str, org: str) -> Policy:
+    """The release policy the owner's broker read from the ledger when it materialized the
+    lease; a record without one gets the strictest default (checks), never the caller's."""
+    raw = {
+        "owner_org": org,
+        "dataset_id": record.get("asset_id") or "",
+        "dataset_name": record.get("dataset_name") or "",
+        "release": record.get("release") or {},
+    }
+    try:
+        return parse_policy(lease_id, raw)
+    except ApiError as error:
+        raise refuse(
+            lease_id, f"the owner's release policy is not usable: {error.message}"
+        ) from None
 
 
 def _read_record(path: str, lease_id: str) -> dict[str, Any]:

@@ -207,7 +207,7 @@ class ExecutorService:
                 m.lease_id: {"org": m.org, "claim": m.claim, "expires_at": m.expires_at.isoformat()}
                 for m in opened
             },
-            "policies": {k: dataclasses.asdict(p) for k, p in req.policies.items()},
+            "policies": {m.lease_id: dataclasses.asdict(m.policy) for m in opened},
             "state": "pending",
             "message": "",
             "warnings": [],
