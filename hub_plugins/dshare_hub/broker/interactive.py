@@ -193,6 +193,10 @@ class InteractiveViews:
                 "embedded broker shows only local and hostpath storage",
             )
         account = self._os_user(user)
+        existing = self.store.current(lease_id, account.pw_uid)
+        if existing is not None:
+            # Asked again (every refresh of the lessee's server): no key is opened for it.
+            return self._reply(lease_id, existing, lease)
         try:
             details = broker.keys.open_details(asset["id"], broker.org, asset["sealed_storage"])
         except KeyServiceError as error:
@@ -205,7 +209,12 @@ class InteractiveViews:
             )
         except ViewError as error:
             raise ApiError(error.code, error.message) from None
-        log.info("interactive view of lease %s for %s/%s", lease_id, org, user)
+        return self._reply(lease_id, record, lease)
+
+    def _reply(
+        self, lease_id: str, record: dict[str, Any], lease: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert self.store is not None
         return {
             "lease_id": lease_id,
             "path": self.store.path_of(record),

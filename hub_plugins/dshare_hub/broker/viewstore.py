@@ -170,6 +170,18 @@ class ViewStore:
     def path_of(self, record: dict[str, Any]) -> str:
         return str(self.views_dir / str(record["view_id"]))
 
+    def current(self, lease_id: str, uid: int) -> dict[str, Any] | None:
+        """The complete view of `lease_id` for `uid`, if one exists now."""
+        record = self.find(lease_id)
+        if (
+            record is not None
+            and record.get("complete")
+            and record.get("uid") == uid
+            and Path(self.path_of(record)).is_dir()
+        ):
+            return record
+        return None
+
     # -- making a view -----------------------------------------------------------------------
 
     async def make(
@@ -178,14 +190,10 @@ class ViewStore:
         """The complete view of `lease` for `uid`, made from the directory `source` if
         there is none yet. Idempotent: asking again returns the same view."""
         async with self.lock:
+            existing = self.current(str(lease["id"]), uid)
+            if existing is not None:
+                return existing
             record = self.find(str(lease["id"]))
-            if (
-                record is not None
-                and record.get("complete")
-                and record.get("uid") == uid
-                and Path(self.path_of(record)).is_dir()
-            ):
-                return record
             if record is not None:
                 await asyncio.to_thread(self._remove, record)
             record = {
@@ -208,6 +216,12 @@ class ViewStore:
                 raise
             record["complete"] = True
             self._write_record(record)
+            log.info(
+                "made the interactive view of lease %s for %s/%s",
+                record["lease_id"],
+                record["lessee_org"],
+                record["lessee_user"],
+            )
             return record
 
     def _build(self, record: dict[str, Any], source: Path) -> None:
