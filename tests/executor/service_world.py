@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,32 @@ TOKENS: dict[str, dict[str, Any]] = {
     "rogue-token": {"kind": "service", "name": "some-other-service"},
     "sam-token": {"kind": "user", "name": "sam", "groups": ["org:UiS"]},
 }
+
+
+# The hub's users and their groups, as GET /hub/api/users/<name> answers the executor.
+HUB_USERS: dict[str, list[str]] = {"sam": ["org:UiS"], "olga": ["org:UiO"]}
+# This world's OS accounts by name (the executor looks a run's user up here), filled by
+# run_body with the home each test made.
+ACCOUNTS: dict[str, pwd.struct_passwd] = {}
+
+
+def account(name: str, uid: int, home: Path) -> None:
+    ACCOUNTS[name] = pwd.struct_passwd((name, "x", uid, uid, "", str(home), "/usr/sbin/nologin"))
+
+
+class HubUsersApi(web.RequestHandler):
+    """GET /hub/api/users/<name> for the executor's own token: the user's groups."""
+
+    def get(self, name: str) -> None:
+        if self.request.headers.get("Authorization") != "token executor-token":
+            self.set_status(403)
+            self.finish({"status": 403, "message": "Missing or invalid credentials."})
+            return
+        if name not in HUB_USERS:
+            self.set_status(404)
+            self.finish({"status": 404, "message": f"No such user: {name}"})
+            return
+        self.finish({"kind": "user", "name": name, "groups": HUB_USERS[name]})
 
 
 class HubUserApi(web.RequestHandler):
@@ -76,7 +103,9 @@ class World:
 
 def start_hub() -> tuple[HTTPServer, str]:
     sock, port = bind_unused_port()
-    server = HTTPServer(web.Application([(r"/hub/api/user", HubUserApi)]))
+    server = HTTPServer(
+        web.Application([(r"/hub/api/user", HubUserApi), (r"/hub/api/users/([^/]+)", HubUsersApi)])
+    )
     server.add_sockets([sock])
     return server, f"http://127.0.0.1:{port}/hub/api"
 
@@ -90,9 +119,12 @@ def start_executor(
         allowed_services={"dshare-uis": "UiS", "dshare-uio": "UiO", "dshare-uib": "UiB"},
         org_mount_roots=roots,
         base_url=PREFIX,
+        system_username_template="{username}",
     )
     hub_auth = HubAuth(api_url=hub_url, api_token="executor-token", cache_max_age=0)
-    web_app, _service = app.build(sandbox=sandbox, hub_auth=hub_auth)
+    web_app, _service = app.build(
+        sandbox=sandbox, hub_auth=hub_auth, account_lookup=lambda name: ACCOUNTS[name]
+    )
     sock, port = bind_unused_port()
     server = HTTPServer(web_app)
     server.add_sockets([sock])
@@ -170,6 +202,7 @@ def manifest(run_id: str, first: str, second: str, deadline: int = 120) -> dict[
 def run_body(
     run_id: str, home: Path, handle: str, man: dict[str, Any], workspace: str, **over: Any
 ) -> dict[str, Any]:
+    account("sam", SCIENTIST_UID, home)
     body = {
         "run_id": run_id,
         "org": "UiS",

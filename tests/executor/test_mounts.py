@@ -120,7 +120,7 @@ def _rewrite_record(made_handle: str, **fields) -> None:
 def test_the_owners_record_decides_policy_expiry_and_group_not_the_caller(setup) -> None:
     # The lessee's broker forwards the mount; the owner's record beside the handle says
     # what the owner read on the ledger. The record wins on every point.
-    _data, broker, roots, mount = setup
+    _data, _broker, roots, mount = setup
     soon = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
     _rewrite_record(
         mount["handle"],

@@ -23,10 +23,11 @@ from dshare_hub.broker.materialize import LocalMaterializer
 from dshare_hub.executor.handlers import routes
 from dshare_hub.executor.jail import Sandbox
 
-from .conftest import POOL, SCIENTIST_UID, home_of, tgz
+from .conftest import OTHER_UID, POOL, SCIENTIST_UID, home_of, tgz
 from .service_world import (
     PREFIX,
     World,
+    account,
     data_dir,
     later,
     manifest,
@@ -124,7 +125,7 @@ async def test_a_two_job_run_is_sandboxed_gated_and_delivered(world) -> None:
     assert json.loads(created.body)["id"] == "run-e2e"
     again = await w.call("POST", "/runs", "uis-token", body)
     assert again.code == 202  # idempotent per run id
-    other = await w.call("POST", "/runs", "uis-token", {**body, "user": "sam", "uid": 60203})
+    other = await w.call("POST", "/runs", "uis-token", {**body, "workspace": ""})
     assert (other.code, json.loads(other.body)["code"]) == (409, "RUN_CONFLICT")
 
     view = await wait_gate(w, "run-e2e")
@@ -273,6 +274,43 @@ async def test_a_lessee_broker_cannot_loosen_the_owners_release_policy(world) ->
     view = await wait_gate(w, "run-lax")
     assert [(o["path"], o["decision"]) for o in view["outputs"]] == [("c.txt", "held")]
     assert not (home / "c.txt").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_broker_delivers_only_to_its_own_users_own_account(world) -> None:
+    # UiS's broker names the run's user and account; the executor checks both itself, so a
+    # broker cannot have results written (as root) into another org's scientist's home.
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    other_home = home_of(w.top, OTHER_UID, "other-home")
+    account("olga", OTHER_UID, other_home)
+    handle = await materialize(broker_dir, data, "run-acct")
+    body = run_body("run-acct", home, handle, manifest("run-acct", "true", "true"), "")
+    cases = [
+        (
+            {"uid": OTHER_UID, "gid": OTHER_UID, "home": str(other_home)},
+            403,
+            "uid, gid and home must be those of sam's own account (sam); the executor "
+            "delivers nowhere else",
+        ),
+        (
+            {"user": "olga", "uid": OTHER_UID, "gid": OTHER_UID, "home": str(other_home)},
+            403,
+            "user 'olga' is not a member of UiS; a broker submits runs of its own "
+            "organization's users only",
+        ),
+        (
+            {"user": "nobody-here"},
+            400,
+            "user: 'nobody-here' has no OS account (nobody-here) on this host",
+        ),
+    ]
+    for change, status, message in cases:
+        reply = await w.call("POST", "/runs", "uis-token", {**body, **change})
+        assert (reply.code, json.loads(reply.body)["message"]) == (status, message)
+    assert not (w.top / "executor/runs/run-acct").exists(), "a refused run left state behind"
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
 
 
 @pytest.mark.asyncio

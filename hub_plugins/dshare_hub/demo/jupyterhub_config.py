@@ -58,6 +58,14 @@ c.JupyterHub.load_roles.append(
         "services": [broker_service_name(org) for org in orgs],
     }
 )
+# The executor asks the hub which organization a run's user is in (executor/accounts.py).
+c.JupyterHub.load_roles.append(
+    {
+        "name": "dshare-executor-reads-orgs",
+        "scopes": ["read:users:groups"],
+        "services": ["dshare-executor"],
+    }
+)
 
 # One broker per organization, each a hub-managed service holding only its own keys.
 services = []

@@ -54,6 +54,7 @@ EXECUTOR_CONFIG = """\
 c.Executor.state_dir = {state_dir!r}
 c.Executor.allowed_services = {services!r}
 c.Executor.org_mount_roots = {mount_roots!r}
+c.Executor.system_username_template = {user_template!r}
 """
 
 
@@ -154,6 +155,7 @@ def provision(layout: DemoLayout) -> dict[str, str]:
             state_dir=str(layout.executor_dir / "state"),
             services={f"dshare-{org.lower()}": org for org in ORGS},
             mount_roots={org: str(layout.org_dir(org) / "broker" / "mounts") for org in ORGS},
+            user_template=layout.user_template,
         ),
     )
 

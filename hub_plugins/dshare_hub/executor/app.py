@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import signal
 
 from jupyterhub.services.auth import HubAuth
@@ -28,6 +29,7 @@ from tornado import web
 from traitlets import Dict, Integer, List, Tuple, Unicode, Union, validate
 
 from ..service_app import HubServiceApp
+from .accounts import AccountCheck, Lookup
 from .handlers import routes
 from .identity import UidPool
 from .jail import HOW_TO_FIX, Sandbox, probe
@@ -66,6 +68,13 @@ class Executor(HubServiceApp):
         {},
         help="""{Org: that org's broker data_dir + '/mounts'}: the only place mount handles
         of that org's datasets are accepted from. Set one per organization.""",
+    ).tag(config=True)
+    system_username_template = Unicode(
+        "jupyter-{username}",
+        help="""The OS account of hub user {username}, as DShareSystemLocalSpawner and the
+        brokers name it. A run's results are delivered only into that account's home, and
+        only for a user of the submitting broker's organization (asked of the hub). Change
+        it together with the spawner's and the brokers' templates.""",
     ).tag(config=True)
     max_body_bytes = Integer(
         64 * 1024 * 1024,
@@ -124,7 +133,12 @@ class Executor(HubServiceApp):
                 "delivers outputs as the scientist); run it as a hub-managed service as root"
             )
 
-    def build(self, sandbox: Sandbox | None = None, hub_auth: HubAuth | None = None):
+    def build(
+        self,
+        sandbox: Sandbox | None = None,
+        hub_auth: HubAuth | None = None,
+        account_lookup: Lookup = pwd.getpwnam,
+    ):
         store = RunStore(self.state_dir)
         pool = UidPool(*self.uid_range)
         if sandbox is None:
@@ -141,11 +155,18 @@ class Executor(HubServiceApp):
             parallelism=self.parallelism or None,
         )
         service.recover()
+        hub_auth = hub_auth or HubAuth()
         app = web.Application(
             routes(self.base_url),
             executor=service,
             service_name="dshare-executor",
-            hub_auth=hub_auth or HubAuth(),
+            hub_auth=hub_auth,
+            accounts=AccountCheck(
+                username_template=self.system_username_template,
+                hub_api_url=hub_auth.api_url,
+                hub_api_token=hub_auth.api_token,
+                lookup=account_lookup,
+            ),
             allowed_services=self.services(),
             max_body_bytes=self.max_body_bytes,
         )

@@ -67,7 +67,9 @@ class BaseHandler(JsonHandler):
 
 class RunsHandler(BaseHandler):
     async def post(self) -> None:
-        self.reply(await self.executor.submit(self.org, self.body()), 202)
+        body = self.body()
+        await self.settings["accounts"].check(self.org, body)
+        self.reply(await self.executor.submit(self.org, body), 202)
 
 
 class RunHandler(BaseHandler):
