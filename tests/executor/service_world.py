@@ -120,6 +120,9 @@ def start_executor(
         org_mount_roots=roots,
         base_url=PREFIX,
         system_username_template="{username}",
+        job_max_processes=300,
+        job_max_memory_bytes=3 * 1024**3,
+        job_max_file_bytes=1024**3,
     )
     hub_auth = HubAuth(api_url=hub_url, api_token="executor-token", cache_max_age=0)
     web_app, _service = app.build(

@@ -314,6 +314,31 @@ async def test_a_broker_delivers_only_to_its_own_users_own_account(world) -> Non
 
 
 @pytest.mark.asyncio
+async def test_jobs_run_under_the_configured_limits(world) -> None:
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    handle = await materialize(broker_dir, data, "run-lim")
+    body = run_body(
+        "run-lim",
+        home,
+        handle,
+        manifest("run-lim", "cat /proc/self/limits > limits.txt", "true"),
+        "",
+    )
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    view = await wait_gate(w, "run-lim")
+    assert view["state"] == "succeeded", view
+    rows = {
+        line[:26].strip(): line[26:].split()[:2]
+        for line in (home / "limits.txt").read_text().splitlines()[1:]
+    }
+    assert rows["Max processes"] == ["300", "300"]
+    assert rows["Max address space"] == [str(3 * 1024**3)] * 2
+    assert rows["Max file size"] == [str(1024**3)] * 2
+
+
+@pytest.mark.asyncio
 async def test_a_lease_expiring_mid_run_kills_the_jobs(world) -> None:
     w, broker_dir = world
     data = data_dir(w.top)

@@ -33,6 +33,7 @@ from .accounts import AccountCheck, Lookup
 from .handlers import routes
 from .identity import UidPool
 from .jail import HOW_TO_FIX, Sandbox, probe
+from .limits import JobLimits
 from .service import ExecutorService
 from .store import RunStore
 
@@ -68,6 +69,23 @@ class Executor(HubServiceApp):
         {},
         help="""{Org: that org's broker data_dir + '/mounts'}: the only place mount handles
         of that org's datasets are accepted from. Set one per organization.""",
+    ).tag(config=True)
+    job_max_processes = Integer(
+        1024,
+        help="""Processes (threads included) one run's jobs may have at once; 0 for no
+        limit. Each run has a uid of its own, so this is per run. Raise it for jobs that
+        start many threads.""",
+    ).tag(config=True)
+    job_max_memory_bytes = Integer(
+        8 * 1024**3,
+        help="""Address space of each job process, in bytes; 0 for no limit. It bounds a
+        runaway job before the host's OOM killer picks the hub; raise it for jobs that
+        need more memory (some runtimes reserve much more than they use).""",
+    ).tag(config=True)
+    job_max_file_bytes = Integer(
+        4 * 1024**3,
+        help="""Largest file a job may write, in bytes; 0 for no limit. Keeps one job from
+        filling the disk that holds every run's workspace.""",
     ).tag(config=True)
     system_username_template = Unicode(
         "jupyter-{username}",
@@ -141,8 +159,13 @@ class Executor(HubServiceApp):
     ):
         store = RunStore(self.state_dir)
         pool = UidPool(*self.uid_range)
+        limits = JobLimits(
+            processes=self.job_max_processes,
+            memory_bytes=self.job_max_memory_bytes,
+            file_bytes=self.job_max_file_bytes,
+        )
         if sandbox is None:
-            sandbox = probe(pool.first)
+            sandbox = probe(pool.first, limits)
         if not sandbox.usable:
             log.error("dshare executor: no run will start: %s; %s", sandbox.problem, HOW_TO_FIX)
         service = ExecutorService(
@@ -153,6 +176,7 @@ class Executor(HubServiceApp):
             scan_cap=self.scan_cap_bytes,
             workspace_max_bytes=self.workspace_max_bytes,
             parallelism=self.parallelism or None,
+            limits=limits,
         )
         service.recover()
         hub_auth = hub_auth or HubAuth()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from dshare_server.workflow.sandbox import bwrap_command
 
 from .identity import JobIdentity
+from .limits import JobLimits
 
 HOW_TO_FIX = (
     "the job sandbox does not work on this machine: install bubblewrap "
@@ -33,13 +34,15 @@ class Sandbox:
         return self.bwrap is not None
 
 
-def probe(uid: int, timeout: float = 20.0) -> Sandbox:
+def probe(uid: int, limits: JobLimits | None = None, timeout: float = 20.0) -> Sandbox:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return Sandbox(None, "bwrap is not installed")
-    if shutil.which("setpriv") is None:
-        return Sandbox(None, "setpriv (util-linux) is not installed")
+    for tool in ("setpriv", "prlimit"):
+        if shutil.which(tool) is None:
+            return Sandbox(None, f"{tool} (util-linux) is not installed")
     command = [
+        *(limits or JobLimits()).prefix(),
         *JobIdentity(uid).setpriv(),
         *bwrap_command(bwrap, ["/bin/sh", "-c", "exit 0"], [], "/", {"PATH": "/usr/bin:/bin"}),
     ]

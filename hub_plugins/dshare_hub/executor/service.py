@@ -27,6 +27,7 @@ from .gate import Output, Policy, judge, parse_policy
 from .identity import JobIdentity, PoolExhausted, UidPool, kill_uid
 from .intake import RunRequest, check_run_request, refuse_sandbox
 from .jail import Sandbox
+from .limits import JobLimits
 from .mounts import OpenMount, open_mount
 from .store import ACTIVE_STATES, RunStore
 from .winnow import Corpus, read_corpus
@@ -50,7 +51,9 @@ class ExecutorService:
         scan_cap: int = 16 * 1024 * 1024,
         workspace_max_bytes: int = 1024**3,
         parallelism: int | None = None,
+        limits: JobLimits | None = None,
     ) -> None:
+        self.limits = limits or JobLimits()
         self.store = store
         self.pool = pool
         self.sandbox = sandbox
@@ -285,7 +288,7 @@ class ExecutorService:
             run_dir,
             parallelism=self.parallelism,
             home_path=req.home_path,
-            command_prefix=ident.setpriv(),
+            command_prefix=[*self.limits.prefix(), *ident.setpriv()],
             bwrap=self.sandbox.bwrap,
         )
         self._runners[req.run_id] = runner
