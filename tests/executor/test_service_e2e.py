@@ -314,6 +314,21 @@ async def test_a_broker_delivers_only_to_its_own_users_own_account(world) -> Non
 
 
 @pytest.mark.asyncio
+async def test_a_failed_jobs_message_does_not_carry_its_log_past_the_gate(world) -> None:
+    # The log is gated like a file; the run's message must not quote it on the side.
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    handle = await materialize(broker_dir, data, "run-tail")
+    job = "head -n 5 /data/words/x.txt; exit 3"
+    body = run_body("run-tail", home, handle, manifest("run-tail", job, "true"), "")
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    view = await wait_gate(w, "run-tail")
+    assert (view["state"], view["message"]) == ("failed", "job count failed (exit code 3)")
+    assert "quick brown fox" not in json.dumps(view)
+
+
+@pytest.mark.asyncio
 async def test_jobs_run_under_the_configured_limits(world) -> None:
     w, broker_dir = world
     data = data_dir(w.top)

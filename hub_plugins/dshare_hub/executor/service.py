@@ -290,6 +290,7 @@ class ExecutorService:
             home_path=req.home_path,
             command_prefix=[*self.limits.prefix(), *ident.setpriv()],
             bwrap=self.sandbox.bwrap,
+            tail_in_message=False,  # the log is an output: the gate decides who reads it
         )
         self._runners[req.run_id] = runner
 

@@ -141,9 +141,13 @@ class LocalRunner:
         home_path: str = "/home/jovyan",
         command_prefix: Sequence[str] = (),
         bwrap: str | None = None,
+        tail_in_message: bool = True,
     ) -> None:
         """``command_prefix`` goes before bwrap (the executor's `setpriv ... --`, so jobs
-        run as another uid); ``bwrap`` is a binary the caller already probed itself."""
+        run as another uid); ``bwrap`` is a binary the caller already probed itself.
+        ``tail_in_message=False`` keeps a failed job's last log lines out of the run's
+        message: where logs pass an output gate, the message must not go around it."""
+        self.tail_in_message = tail_in_message
         self.run_dir = Path(run_dir)
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
         self.home_path = home_path
@@ -294,7 +298,7 @@ class LocalRunner:
             failed = [j for j in run.jobs.values() if j.state in ("failed", "cancelled")]
             if failed:
                 j = failed[0]
-                tail = "\n".join(j.tail(TAIL_LINES))
+                tail = "\n".join(j.tail(TAIL_LINES)) if self.tail_in_message else ""
                 what = j.message or f"exit code {j.exit_code}"
                 run.message = f"job {j.name} failed ({what})" + (f":\n{tail}" if tail else "")
         elif state == "cancelled":
