@@ -190,9 +190,7 @@ def test_an_expired_view_goes_even_when_the_ledger_cannot_say(world, users) -> N
     assert asyncio.run(store.sweep(ledger_down)) == 0
 
 
-def test_a_crash_in_the_middle_leaves_nothing_the_next_sweep_does_not_remove(
-    world, users
-) -> None:
+def test_a_crash_in_the_middle_leaves_nothing_the_next_sweep_does_not_remove(world, users) -> None:
     alice, bob = users["alice"], users["bob"]
     store = ViewStore(world["views"], world["state"])
     record = asyncio.run(

@@ -279,6 +279,10 @@ async def test_every_file_has_the_owner_and_mode_of_the_design(deployment):
                     continue
                 want = mode_d if path.is_dir() else mode_f
                 assert _owner_mode(path) == (broker, group, want), path
+        # Interactive views: the broker's, traversable and never listable by anyone else.
+        owner, _group, mode = _owner_mode(layout.views_dir(org))
+        assert (owner, mode) == (broker, 0o711), layout.views_dir(org)
+    assert _owner_mode(layout.views) == ("root", "root", 0o711)
     for user in ("uis-scientist", "uio-scientist"):
         name = os_username(layout.user_template, user)
         assert _owner_mode(layout.homes / user) == (name, name, 0o700)

@@ -37,4 +37,6 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "GET /runs/{id} (another user's)": (401, 404, 404, 404, 404),
     "POST /runs/{id}/finish (another user's)": (401, 403, 403, 403, 403),
     "POST /peer/mounts (unsigned)": (403, 403, 403, 403, 403),
+    "POST /views": (401, 200, 200, 200, 200),
+    "POST /peer/views (unsigned)": (403, 403, 403, 403, 403),
 }

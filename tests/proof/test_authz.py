@@ -138,6 +138,11 @@ def test_broker_authorization_matrix(
         "POST /peer/mounts (unsigned)": lambda o, t: world.broker(
             o, "POST", "/peer/mounts", t, {"payload": {}, "signature": "", "certificate": ""}
         ),
+        # The caller's interactive views (none here: an empty list, made by no one).
+        "POST /views": lambda o, t: world.broker(o, "POST", "/views", t, {}),
+        "POST /peer/views (unsigned)": lambda o, t: world.broker(
+            o, "POST", "/peer/views", t, {"payload": {}, "signature": "", "certificate": ""}
+        ),
     }
     assert set(calls) == set(EXPECTED)
 
