@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from dshare_chaincode import validate
-from dshare_hub.executor.gate import CHECKS, Check, Output, judge, parse_policy
+from dshare_hub.executor.gate import (
+    CHECKS,
+    Check,
+    Output,
+    judge,
+    name_copies,
+    parse_policy,
+    redacted_name,
+)
 from dshare_hub.executor.winnow import GUARANTEE, Corpus, read_corpus, winnow
 
 RNG = random.Random(20031)
@@ -46,16 +54,45 @@ def test_winnowing_keeps_a_fingerprint_in_every_window() -> None:
     assert len(prints) < kgrams / 8  # and far fewer than all k-grams (about 2/(w+1))
 
 
-def test_64_copied_bytes_are_held_with_where_they_came_from() -> None:
+def test_64_copied_bytes_are_held_saying_which_input_but_not_where() -> None:
     out = b"summary: " + INPUT[1024 : 1024 + 64] + b" end"
     v = verdict(out, {"abc": policy()}, {"abc": corpus({"data/x.txt": INPUT})})
     assert v.decision == "held" and v.owners == ["UiO"]
     failed = [c for c in v.checks if not c.passed]
     assert [c.name for c in failed] == ["verbatim_input"]
-    assert (
-        "contains 64 bytes copied verbatim from lease abc's input at offset 1024 of data/x.txt"
-        in failed[0].message
+    # The scientist reads this: offsets and lengths are the job's to choose, so they could
+    # spell out the data; the message names the input file (the skeleton shows it) only.
+    assert failed[0].message == (
+        "out.txt contains a verbatim copy of lease abc's input (data/x.txt). Write results "
+        "computed from the data, not parts of it; no 64 consecutive bytes of an input may "
+        "appear in an output."
     )
+
+
+def test_a_held_rows_message_quotes_nothing_of_it() -> None:
+    c = corpus({"people.csv": CSV})
+    held = verdict(b"result\nbob jones,UiO,77\n", {"abc": policy()}, {"abc": c})
+    assert held.checks[0].message == (
+        "out.txt contains a whole data row of lease abc's input. Write aggregates, not rows "
+        "of the data."
+    )
+
+
+def test_a_name_that_copies_the_input_is_held_whatever_the_content() -> None:
+    rng = random.Random(7)  # the module's RNG feeds other tests in order
+    words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
+    text = "".join(f"record {i}: {rng.randrange(10**9)} {words}\n" for i in range(200))
+    c = corpus({"data/x.txt": text.encode()})
+    named = "results/" + text.splitlines()[5] + ".txt"
+    v = judge(Output(named, b"42\n"), {"abc": parse_policy("abc", policy())}, {"abc": c})
+    assert v.decision == "held"
+    assert v.checks[0].message.startswith("the name of this file copies lease abc's input")
+    assert named not in v.checks[0].message
+    assert name_copies(named, c) and not name_copies("results/count.txt", c)
+    row = corpus({"people.csv": CSV})
+    assert name_copies("out/bob jones,UiO,77", row)
+    assert redacted_name(named) == redacted_name(named) != redacted_name("results/count.txt")
+    assert redacted_name(named).startswith("redacted-") and "/" not in redacted_name(named)
 
 
 def test_a_copy_is_found_at_every_alignment_and_length_is_measured() -> None:

@@ -170,7 +170,7 @@ async def test_a_two_job_run_is_sandboxed_gated_and_delivered(world) -> None:
     assert (held["decision"], held["owners"]) == ("held", ["UiO"])
     (failed,) = [c for c in held["checks"] if not c["passed"]]
     assert failed["name"] == "verbatim_input"
-    assert "copied verbatim from lease lease-1's input at offset 0 of x.txt" in failed["message"]
+    assert "contains a verbatim copy of lease lease-1's input (x.txt)" in failed["message"]
     assert outputs["count.txt"]["decision"] == "released"
     assert str(w.top) not in json.dumps(view)  # no storage or state path goes back
 
@@ -326,6 +326,34 @@ async def test_a_failed_jobs_message_does_not_carry_its_log_past_the_gate(world)
     view = await wait_gate(w, "run-tail")
     assert (view["state"], view["message"]) == ("failed", "job count failed (exit code 3)")
     assert "quick brown fox" not in json.dumps(view)
+
+
+@pytest.mark.asyncio
+async def test_a_file_named_after_the_data_is_held_and_shown_redacted(world) -> None:
+    # Names leave a run as surely as contents: the job names a file with the data's first
+    # 120 bytes. Nobody but the home, after the owner's release, learns that name.
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    secret = (data / "x.txt").read_text()[:120]
+    handle = await materialize(broker_dir, data, "run-name")
+    job = "python3 -c \"open(open('/data/words/x.txt').read()[:120], 'w').write('42')\""
+    body = run_body("run-name", home, handle, manifest("run-name", job, "true"), "")
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    view = await wait_gate(w, "run-name")
+    (named,) = [o for o in view["outputs"] if o["size"] == 2]
+    assert named["path"].startswith("redacted-") and named["decision"] == "held"
+    assert named["checks"][0]["message"].startswith("the name of this file copies lease")
+    assert secret.splitlines()[0] not in json.dumps(view)
+    assert not (home / secret).exists()
+    released = await w.call(
+        "POST",
+        "/runs/run-name/outputs/decide",
+        "uio-token",
+        {"path": named["path"], "approve": True, "org": "UiO", "reason": ""},
+    )
+    assert released.code == 200, released.body
+    assert (home / secret).read_text() == "42", "the owner's release delivers it under its name"
 
 
 @pytest.mark.asyncio

@@ -9,6 +9,7 @@ decide. Checks are a list: each is a `Check` registered by name, so more checks
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,12 @@ def parse_policy(lease_id: str, raw: Any) -> Policy:
         max_output_bytes=limit,
         unknown=unknown,
     )
+
+
+def saved_policy(lease_id: str, saved: dict[str, Any]) -> Policy:
+    """A Policy back from run.json, where it was kept as its fields."""
+    release = {k: saved[k] for k in ("mode", "max_output_bytes", "unknown")}
+    return parse_policy(lease_id, saved | {"release": release | {"checks": list(saved["checks"])}})
 
 
 @dataclass(frozen=True)
@@ -165,27 +172,46 @@ class VerbatimInput(Check):
                 f"{output.path} is {output.length} bytes, more than the gate scans for copies "
                 f"of lease {lease}'s input; write a smaller result",
             )
+        # The scientist reads these messages: they say what was found and in which input
+        # file (a name the skeleton shows anyway), never the data, its offsets or lengths,
+        # which a job could choose to spell out the data.
+        if name_copies(output.path, corpus):
+            return self.result(
+                policy,
+                False,
+                f"the name of this file copies lease {lease}'s input verbatim; it is shown "
+                "redacted and held for the owner's review. Name files yourself, not from "
+                "the data.",
+            )
         copy = corpus.find_copy(output.data)
         if copy is not None:
             return self.result(
                 policy,
                 False,
-                f"{output.path} contains {copy.length} bytes copied verbatim from lease "
-                f"{lease}'s input at offset {copy.offset} of {copy.name} (at offset "
-                f"{copy.output_offset} of the output). Write results computed from the data, "
-                f"not parts of it; no {GUARANTEE} consecutive bytes of an input may appear in "
-                "an output.",
+                f"{output.path} contains a verbatim copy of lease {lease}'s input "
+                f"({copy.name}). Write results computed from the data, not parts of it; no "
+                f"{GUARANTEE} consecutive bytes of an input may appear in an output.",
             )
-        row = corpus.find_row(output.data)
-        if row is not None:
-            shown = row[:40].decode(errors="replace")
+        if corpus.find_row(output.data) is not None:
             return self.result(
                 policy,
                 False,
-                f"{output.path} contains a whole data row of lease {lease}'s input "
-                f"(starting {shown!r}). Write aggregates, not rows of the data.",
+                f"{output.path} contains a whole data row of lease {lease}'s input. Write "
+                "aggregates, not rows of the data.",
             )
         return self.result(policy, True)
+
+
+def redacted_name(path: str) -> str:
+    """What the ledger and everyone but the home learn of a file whose name copies data."""
+    return "redacted-" + hashlib.sha256(path.encode()).hexdigest()[:16]
+
+
+def name_copies(path: str, corpus: Corpus) -> bool:
+    """Whether an output's path (its directories included) holds a verbatim copy or a
+    whole row of the input: a name is as much a way out as the content."""
+    name = path.encode()
+    return corpus.find_copy(name) is not None or corpus.find_row(name) is not None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..webapi import ApiError, bad
 from . import dataview, joblogs
 from . import workspace as ws
 from .deliver import deliver
-from .gate import Output, Policy, judge, parse_policy
+from .gate import Output, Policy, judge, name_copies, redacted_name, saved_policy
 from .identity import JobIdentity, PoolExhausted, UidPool, kill_uid
 from .intake import RunRequest, check_run_request, refuse_sandbox
 from .jail import Sandbox
@@ -349,9 +349,7 @@ class ExecutorService:
             found |= await asyncio.to_thread(
                 ws.collect_logs, run_dir / "logs", record["id"], staging
             )
-        policies = {
-            k: parse_policy(k, v | {"release": _release(v)}) for k, v in record["policies"].items()
-        }
+        policies = {k: saved_policy(k, v) for k, v in record["policies"].items()}
         corpora = await asyncio.to_thread(self._corpora, opened, policies)
         outputs, released = [], {}
         for rel, info in sorted(found.items()):
@@ -363,9 +361,13 @@ class ExecutorService:
             )
             output = Output(rel, data, info.size)
             verdict = await asyncio.to_thread(judge, output, policies, corpora)
+            # A name that copies the data is itself a way out: the ledger, the scientist
+            # and the admins see it redacted; only a release delivers it under its name.
+            redact = any(c is not None and name_copies(rel, c) for c in corpora.values())
             outputs.append(
                 {
-                    "path": rel,
+                    "path": redacted_name(rel) if redact else rel,
+                    "stage": rel,
                     **info.as_dict(),
                     "decision": verdict.decision,
                     "checks": [c.as_dict() for c in verdict.checks],
@@ -385,7 +387,11 @@ class ExecutorService:
         corpora: dict[str, Corpus | None] = {}
         for m in opened:
             policy = policies.get(m.lease_id)
-            if policy is None or policy.mode != "checks" or "verbatim_input" not in policy.checks:
+            # Read for the verbatim check, and under review to redact names that copy the
+            # input; an owner who releases automatically asked for neither.
+            if policy is None or policy.mode == "auto":
+                continue
+            if policy.mode == "checks" and "verbatim_input" not in policy.checks:
                 continue
             try:
                 corpora[m.lease_id] = read_corpus(m.fd, self.scan_cap)
@@ -401,7 +407,8 @@ class ExecutorService:
             deliver, record["home"], record["uid"], record["gid"], files
         )
         for out in record["outputs"]:
-            why = result.get(out["path"])
+            stage = out.get("stage", out["path"])
+            why = result.get(stage)
             if why is None:
                 continue
             out["delivered"] = not why
@@ -410,7 +417,7 @@ class ExecutorService:
                 record["warnings"].append(f"{out['path']} could not be written to the home: {why}")
             else:
                 with contextlib.suppress(OSError):
-                    files[out["path"]].unlink()
+                    files[stage].unlink()
         self.store.save(record)
 
     # -- cancel and decide ---------------------------------------------------------
@@ -453,7 +460,8 @@ class ExecutorService:
                 "reason": reason,
                 "at": now_iso(),
             }
-            staged = self.store.run_dir(run_id) / ws.OUTPUTS / path
+            stage = out.get("stage", path)
+            staged = self.store.run_dir(run_id) / ws.OUTPUTS / stage
             if not approve:
                 out["decision"] = "denied"
                 with contextlib.suppress(OSError):
@@ -462,7 +470,7 @@ class ExecutorService:
             elif all(out["decisions"].get(o, {}).get("approve") for o in out["owners"]):
                 out["decision"] = "released"
                 self.store.save(record)
-                await self._deliver(record, {path: staged})
+                await self._deliver(record, {stage: staged})
             else:
                 self.store.save(record)
         return self.view(record)
@@ -474,15 +482,6 @@ class ExecutorService:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 30)
-
-
-def _release(policy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "mode": policy["mode"],
-        "checks": list(policy["checks"]),
-        "max_output_bytes": policy["max_output_bytes"],
-        "unknown": policy["unknown"],
-    }
 
 
 def _holds_uid(record: dict[str, Any]) -> bool:
