@@ -75,7 +75,8 @@ def _write_manifest(root: Path, links: Mapping[str, str]) -> None:
         # Nothing linked: no manifest (a home without interactive leases stays as it was).
         (root / VIEWS_MANIFEST).unlink(missing_ok=True)
         return
-    tmp = root / (VIEWS_MANIFEST + ".tmp")
+    # Per process: the server's refresh and a kernel's lease() may write at the same time.
+    tmp = root / f"{VIEWS_MANIFEST}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     tmp.write_text(json.dumps(dict(sorted(links.items())), sort_keys=True))
     os.replace(tmp, root / VIEWS_MANIFEST)
@@ -163,7 +164,7 @@ def sync_links(root: Path, wanted: Mapping[str, str]) -> LinkResult:
         if path.is_dir() and not _clear_skeleton(path):
             result.kept.append(name)
             continue
-        tmp = root / f".{name}.dshare-link"
+        tmp = root / f".{name}.{os.getpid()}.dshare-link"
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         os.symlink(target, tmp, target_is_directory=True)
