@@ -20,6 +20,7 @@ import pwd
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -259,7 +260,19 @@ async def test_a_view_whose_lease_expired_while_its_broker_was_dead_goes_at_its_
 ) -> None:
     layout = deployment.layout
     lessee = await _session(deployment, logins, "uib-scientist")
-    await _lease(lessee, DATASET, seconds=20)
+    # Leased behind the server's back (the broker's API, not lease()): the server's
+    # periodic refresh links it while it runs.
+    out, errors = await lessee.run_code(
+        "import json\nfrom dshare_server.session import SyncBrokerClient\n"
+        "print('LEASE', json.dumps(SyncBrokerClient().call('POST', 'leases', "
+        f"{{'dataset_id': {DATASET!r}, 'duration_s': 90, 'purpose': 'expiry'}})))\n"
+    )
+    assert not errors, (out, errors)
+    granted = _last(out, "LEASE")
+    assert granted["state"] == "active", granted
+    expires = datetime.fromisoformat(granted["expires_at"].replace("Z", "+00:00"))
+    link = layout.homes / "uib-scientist" / "datasets" / "UiS mobile payments"
+    await _wait(lambda: os.path.islink(link), 40, "the server did not link the new lease")
     seen = await _probe(lessee)
     assert seen["read"][0] == "ok", seen
     view = seen["readlink"][1]
@@ -270,7 +283,7 @@ async def test_a_view_whose_lease_expired_while_its_broker_was_dead_goes_at_its_
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
-        await asyncio.sleep(22)
+        await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 3)
         assert os.path.isdir(view), "the view went although its broker was stopped"
         # ...then dead: JupyterHub starts it again, and its first reaper pass finds the
         # view its previous life made, from the disk.
@@ -294,5 +307,4 @@ async def test_a_view_whose_lease_expired_while_its_broker_was_dead_goes_at_its_
     after = await _probe(lessee)
     assert after["read"][0] == "refused", after
     # Nobody asks: the server's periodic refresh (every 30 s) prunes the dangling link.
-    link = layout.homes / "uib-scientist" / "datasets" / "UiS mobile payments"
     await _wait(lambda: not os.path.lexists(link), 75, "the server did not prune the link")
