@@ -9,7 +9,8 @@ import {
   ILease,
   IMe,
   IPage,
-  IRun
+  IRun,
+  IViewsRefresh
 } from './types';
 
 export type LeaseScope = 'mine' | 'org' | 'pending';
@@ -34,6 +35,9 @@ export interface IDShareClient {
   listRuns(): Promise<IPage<IRun>>;
   getRun(id: string): Promise<IRun>;
   jobLogs(runId: string, job: string): Promise<string>;
+  /** Link the user's interactive leases into ~/datasets now (the server also does it
+   * every 30 s); what it linked. */
+  refreshViews(): Promise<IViewsRefresh>;
   /** Org admins: held files of runs over the org's data, waiting for its decision. */
   heldOutputs(): Promise<IPage<IRun>>;
   decideOutput(
@@ -149,6 +153,14 @@ export class DShareClient implements IDShareClient {
     return requestAPI<string>(
       `runs/${enc(runId)}/logs/${enc(job)}`,
       { text: true },
+      this.settings
+    );
+  }
+
+  refreshViews(): Promise<IViewsRefresh> {
+    return requestAPI<IViewsRefresh>(
+      'views',
+      { method: 'POST', body: {} },
       this.settings
     );
   }

@@ -151,3 +151,11 @@ export interface IDatasetFilters {
   limit?: number;
   bookmark?: string;
 }
+
+/** What POST /dshare/api/views did to ~/datasets. */
+export interface IViewsRefresh {
+  items: { lease_id: string; name: string; dir: string; expires_at: string }[];
+  unavailable: { lease_id: string; code: string; message: string }[];
+  linked: string[];
+  pruned: string[];
+}

@@ -183,6 +183,48 @@ describe('LeaseForm', () => {
     expect(onLeased).toHaveBeenCalled();
   });
 
+  it('links an interactive dataset into ~/datasets as soon as it is granted', async () => {
+    const interactive = dataset({
+      policy: { ...dataset().policy, interactive: true }
+    });
+    const client = fakeClient({ requestLease: async () => lease() });
+    render(
+      <LeaseForm
+        host={fakeHost(client)}
+        dataset={interactive}
+        onLeased={jest.fn()}
+      />
+    );
+    fireEvent.change(screen.getByTestId('dshare-lease-purpose'), {
+      target: { value: 'look' }
+    });
+    fireEvent.click(screen.getByTestId('dshare-lease-submit'));
+    await screen.findByTestId('dshare-lease-result');
+    await waitFor(() => expect(client.refreshViews).toHaveBeenCalledTimes(1));
+  });
+
+  it('does not ask for views of a workflow-only or pending lease', async () => {
+    for (const [d, l] of [
+      [dataset(), lease()],
+      [
+        dataset({ policy: { ...dataset().policy, interactive: true } }),
+        lease({ state: 'pending' })
+      ]
+    ] as const) {
+      const client = fakeClient({ requestLease: async () => l });
+      const { unmount } = render(
+        <LeaseForm host={fakeHost(client)} dataset={d} onLeased={jest.fn()} />
+      );
+      fireEvent.change(screen.getByTestId('dshare-lease-purpose'), {
+        target: { value: 'look' }
+      });
+      fireEvent.click(screen.getByTestId('dshare-lease-submit'));
+      await screen.findByTestId('dshare-lease-result');
+      expect(client.refreshViews).not.toHaveBeenCalled();
+      unmount();
+    }
+  });
+
   it('refuses a duration beyond the policy without calling the server', async () => {
     const client = fakeClient();
     render(

@@ -112,6 +112,12 @@ export function fakeClient(
       throw new Error('not used');
     },
     jobLogs: async () => '',
+    refreshViews: async () => ({
+      items: [],
+      unavailable: [],
+      linked: [],
+      pruned: []
+    }),
     heldOutputs: async () => ({ items: [] }),
     decideOutput: async () => {
       throw new Error('not used');

@@ -50,6 +50,14 @@ export function LeaseForm(props: {
       );
       setResult(lease);
       onLeased(lease);
+      if (lease.state === 'active' && dataset.policy.interactive) {
+        // The data itself appears at ~/datasets now rather than at the next refresh.
+        host.client
+          .refreshViews()
+          .catch(err =>
+            host.notifyError(`Linking ${dataset.name} into ~/datasets`, err)
+          );
+      }
     } catch (err) {
       // Next to the form as well as in the notification: the notification may be
       // closed or buried, and the form is where the person fixes the request.
