@@ -118,6 +118,8 @@ def start_executor(
         uid_range=(POOL.first, POOL.last),
         allowed_services={"dshare-uis": "UiS", "dshare-uio": "UiO", "dshare-uib": "UiB"},
         org_mount_roots=roots,
+        org_storage_roots={org: [str(top / f"{org.lower()}-storage")] for org in roots},
+        org_data_groups={org: DATA_GID for org in roots},
         base_url=PREFIX,
         system_username_template="{username}",
         job_max_processes=300,

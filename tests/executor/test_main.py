@@ -60,3 +60,5 @@ def test_the_service_starts_from_a_config_file_and_refuses_anonymous_callers(
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out.decode()
+    # Half-configured organizations are named to the operator, not guessed at.
+    assert b"UiS has no org_storage_roots or org_data_groups" in out, out.decode()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dshare_hub.broker.materialize import LocalMaterializer
-from dshare_hub.executor.mounts import open_mount
+from dshare_hub.executor.mounts import OrgPlaces, open_mount
 from dshare_hub.webapi import ApiError
 
 LATER = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -38,19 +38,19 @@ def setup(world: Path):
     broker = world / "uio-broker"
     broker.mkdir(mode=0o700)
     made = materialize(broker, data, "run-1", "lease-1", "sam")
-    roots = {"UiO": str(broker / "mounts")}
+    roots = {"UiO": OrgPlaces(str(broker / "mounts"), (str(data),), 60301)}
     mount = {
         "org": "UiO",
         "lease_id": "lease-1",
         "handle": made["handle"],
         "expires_at": LATER,
-        "data_gid": 60301,
+        "data_gid": 4242,
     }
     return data, broker, roots, mount
 
 
 def refused(mount: dict, roots: dict, **kw) -> str:
-    args = {"run_id": "run-1", "user": "sam", "org_roots": roots, **kw}
+    args = {"run_id": "run-1", "user": "sam", "orgs": roots, **kw}
     with pytest.raises(ApiError) as info:
         open_mount("claim-1", mount, **args)
     assert info.value.code in ("MOUNT_REFUSED", "LEASE_EXPIRED")
@@ -60,7 +60,7 @@ def refused(mount: dict, roots: dict, **kw) -> str:
 
 def test_the_owners_handle_for_this_run_is_opened_as_a_directory(setup) -> None:
     data, _broker, roots, mount = setup
-    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", org_roots=roots)
+    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", orgs=roots)
     try:
         assert os.path.samestat(os.stat(opened.fd), os.stat(data))
         assert (opened.lease_id, opened.data_gid, opened.org) == ("lease-1", 60301, "UiO")
@@ -97,7 +97,7 @@ def test_a_record_naming_another_run_or_user_is_refused(setup) -> None:
 
 def test_missing_record_unknown_org_file_target_and_expiry_are_refused(setup, world) -> None:
     data, _broker, roots, mount = setup
-    assert "no mount root" in refused({**mount, "org": "UiB"}, roots)
+    assert "is not configured for organization 'UiB'" in refused({**mount, "org": "UiB"}, roots)
     Path(mount["handle"] + ".json").rename(world / "moved.json")
     assert "no record" in refused(mount, roots)
     (world / "moved.json").rename(mount["handle"] + ".json")
@@ -117,9 +117,10 @@ def _rewrite_record(made_handle: str, **fields) -> None:
     path.write_text(json.dumps(record))
 
 
-def test_the_owners_record_decides_policy_expiry_and_group_not_the_caller(setup) -> None:
+def test_the_owners_record_decides_policy_and_expiry_the_operator_the_group(setup) -> None:
     # The lessee's broker forwards the mount; the owner's record beside the handle says
-    # what the owner read on the ledger. The record wins on every point.
+    # what the owner read on the ledger, and the executor's configuration which group reads
+    # the org's data. Neither the caller nor the record picks the group.
     _data, _broker, roots, mount = setup
     soon = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
     _rewrite_record(
@@ -129,12 +130,12 @@ def test_the_owners_record_decides_policy_expiry_and_group_not_the_caller(setup)
         data_gid=60999,
         dataset_name="words",
     )
-    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", org_roots=roots)
+    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", orgs=roots)
     try:
         assert (opened.policy.mode, opened.policy.max_output_bytes) == ("review", 10)
         assert (opened.policy.owner_org, opened.policy.dataset_name) == ("UiO", "words")
         assert opened.expires_at == soon, "an expiry past the owner's lease counts for nothing"
-        assert opened.data_gid == 60999
+        assert opened.data_gid == 60301
     finally:
         opened.close()
 
@@ -142,7 +143,7 @@ def test_the_owners_record_decides_policy_expiry_and_group_not_the_caller(setup)
 def test_a_record_without_a_policy_gets_the_strict_default(setup) -> None:
     _data, _broker, roots, mount = setup
     _rewrite_record(mount["handle"], release={})
-    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", org_roots=roots)
+    opened = open_mount("claim-1", mount, run_id="run-1", user="sam", orgs=roots)
     try:
         assert opened.policy.mode == "checks"
         assert set(opened.policy.checks) == {"max_size", "verbatim_input"}
@@ -159,3 +160,28 @@ def test_an_owner_record_past_its_expiry_or_with_a_bad_policy_is_refused(setup) 
         "the mount of lease lease-1 was refused: the owner's release policy is not usable: "
         "policy.release.mode: must be one of checks, review, auto"
     )
+
+
+@pytest.mark.parametrize("target", ["other-org", "home", "etc"])
+def test_an_orgs_own_handle_to_data_outside_its_storage_roots_is_refused(
+    setup, world: Path, target: str
+) -> None:
+    # An org's broker writes its own mount root: a handle there may point anywhere. The
+    # directory it opens must lie under the org's configured storage roots.
+    _data, broker, roots, _mount = setup
+    elsewhere = {"other-org": world / "uis-storage", "home": world / "home", "etc": Path("/etc")}
+    place = elsewhere[target]
+    place.mkdir(exist_ok=True)
+    made = materialize(broker, place, "run-2", "lease-2", "sam")
+    mount = {"org": "UiO", "lease_id": "lease-2", "handle": made["handle"], "expires_at": LATER}
+    message = refused(mount, roots, run_id="run-2")
+    assert message == (
+        "the mount of lease lease-2 was refused: its data is not under organization UiO's "
+        "storage roots"
+    )
+    # A link inside the org's storage that leads out of it is the same refusal.
+    escape = _data / "escape"
+    escape.symlink_to(place, target_is_directory=True)
+    made = materialize(broker, escape, "run-3", "lease-3", "sam")
+    mount = {"org": "UiO", "lease_id": "lease-3", "handle": made["handle"], "expires_at": LATER}
+    assert "not under organization UiO's storage roots" in refused(mount, roots, run_id="run-3")

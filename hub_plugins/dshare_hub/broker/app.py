@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import grp
 import json
 import logging
 import signal
@@ -149,13 +148,6 @@ class BrokerApp(HubServiceApp):
         roots. Empty: no restriction (only for trusted single-organization setups).""",
     ).tag(config=True)
 
-    data_group = Unicode(
-        "",
-        help="""Embedded deployment: the group that may read this organization's raw data
-        files. The executor gives it to a run's jobs (inside their sandbox, and only for
-        runs that lease this organization's data). Empty: jobs get no extra group.""",
-    ).tag(config=True)
-
     interactive_views_dir = Unicode(
         "",
         help="""Embedded deployment: a directory of this broker's own (mode 0711, on the
@@ -223,8 +215,7 @@ class BrokerApp(HubServiceApp):
 
     def make_materializer(self, data_dir: Path) -> Materializer:
         if self.materializer_kind == "local":
-            gid = grp.getgrnam(self.data_group).gr_gid if self.data_group else None
-            return LocalMaterializer(data_dir, data_gid=gid)
+            return LocalMaterializer(data_dir)
         from kubernetes_asyncio import client, config
 
         from ..k8s.api import KubeApi

@@ -63,8 +63,7 @@ class LocalMaterializer:
     crash leaves either a complete record or none.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, data_gid: int | None = None) -> None:
-        self.data_gid = data_gid
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.root = Path(data_dir) / "mounts"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
 
@@ -110,7 +109,6 @@ class LocalMaterializer:
             # What the executor takes from the owner and from nobody else (executor/mounts.py).
             "dataset_name": asset.get("name"),
             "release": (asset.get("policy") or {}).get("release") or {},
-            "data_gid": self.data_gid,
         }
         tmp_meta = meta.with_name(meta.name + ".tmp")
         tmp_meta.write_text(json.dumps(record, sort_keys=True))
@@ -128,7 +126,6 @@ class LocalMaterializer:
             "lease_id": lease["id"],
             "handle": str(handle),
             "expires_at": record["expires_at"],
-            "data_gid": self.data_gid,
         }
 
     async def release(self, *, lease_id: str | None = None, run_id: str | None = None) -> int:

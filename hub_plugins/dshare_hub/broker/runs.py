@@ -228,7 +228,6 @@ class RunService:
                 "lease_id": lease_id,
                 "handle": mount["handle"],
                 "expires_at": mount.get("expires_at") or lease.get("expires_at"),
-                "data_gid": mount.get("data_gid"),
             }
         return mounts
 

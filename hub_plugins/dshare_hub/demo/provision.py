@@ -43,7 +43,6 @@ c.BrokerApp.reaper_interval = 5.0
 c.BrokerApp.executor_url = {executor_url!r}
 c.BrokerApp.system_username_template = {user_template!r}
 c.BrokerApp.storage_roots = [{storage_root!r}]
-c.BrokerApp.data_group = {data_group!r}
 # Interactive datasets: read-only views for their lessees (hard links + POSIX ACLs).
 c.BrokerApp.interactive_views_dir = {views_dir!r}
 """
@@ -55,6 +54,8 @@ c.Executor.state_dir = {state_dir!r}
 c.Executor.allowed_services = {services!r}
 c.Executor.org_mount_roots = {mount_roots!r}
 c.Executor.system_username_template = {user_template!r}
+c.Executor.org_storage_roots = {storage_roots!r}
+c.Executor.org_data_groups = {data_groups!r}
 """
 
 
@@ -137,7 +138,6 @@ def provision(layout: DemoLayout) -> dict[str, str]:
                 executor_url=layout.executor_url,
                 user_template=layout.user_template,
                 storage_root=str(layout.storage_root(org)),
-                data_group=layout.data_group(org),
                 views_dir=str(layout.views_dir(org)),
             ),
         )
@@ -156,6 +156,8 @@ def provision(layout: DemoLayout) -> dict[str, str]:
             services={f"dshare-{org.lower()}": org for org in ORGS},
             mount_roots={org: str(layout.org_dir(org) / "broker" / "mounts") for org in ORGS},
             user_template=layout.user_template,
+            storage_roots={org: [str(layout.storage_root(org))] for org in ORGS},
+            data_groups={org: layout.data_group(org) for org in ORGS},
         ),
     )
 

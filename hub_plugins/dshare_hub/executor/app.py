@@ -19,6 +19,7 @@ and in that config file::
 from __future__ import annotations
 
 import asyncio
+import grp
 import logging
 import os
 import pwd
@@ -34,6 +35,7 @@ from .handlers import routes
 from .identity import UidPool
 from .jail import HOW_TO_FIX, Sandbox, probe
 from .limits import JobLimits
+from .mounts import OrgPlaces
 from .service import ExecutorService
 from .store import RunStore
 
@@ -69,6 +71,18 @@ class Executor(HubServiceApp):
         {},
         help="""{Org: that org's broker data_dir + '/mounts'}: the only place mount handles
         of that org's datasets are accepted from. Set one per organization.""",
+    ).tag(config=True)
+    org_storage_roots = Dict(
+        {},
+        help="""{Org: [directories]}: where that org's datasets may lie, as its broker's
+        BrokerApp.storage_roots. A mount whose directory resolves anywhere else is refused,
+        whatever the org's broker wrote in its mount root. Set one per organization.""",
+    ).tag(config=True)
+    org_data_groups = Dict(
+        {},
+        help="""{Org: group name or gid}: the group that reads that org's raw data (the
+        group provisioning gives its storage, no members). Jobs over its datasets get this
+        group, never one a broker names. Set one per organization.""",
     ).tag(config=True)
     job_max_processes = Integer(
         1024,
@@ -140,6 +154,24 @@ class Executor(HubServiceApp):
             )
         return {name: orgs[name.lower()] for name in allowed}
 
+    def org_places(self) -> dict[str, OrgPlaces]:
+        """Each organization as the operator placed it; one not fully configured gets no
+        mounts (its runs are refused saying so), rather than a guess."""
+        places = {}
+        for org, root in self.org_mount_roots.items():
+            roots = self.org_storage_roots.get(org) or []
+            group = self.org_data_groups.get(org)
+            if not roots or group is None:
+                log.error(
+                    "dshare executor: %s has no org_storage_roots or org_data_groups; runs "
+                    "over its data will be refused",
+                    org,
+                )
+                continue
+            gid = group if isinstance(group, int) else grp.getgrnam(str(group)).gr_gid
+            places[str(org)] = OrgPlaces(str(root), tuple(str(r) for r in roots), gid)
+        return places
+
     def load_settings(self) -> None:
         if self.config_file:
             self.load_config_file(self.config_file)
@@ -172,7 +204,7 @@ class Executor(HubServiceApp):
             store,
             pool,
             sandbox,
-            {str(k): str(v) for k, v in self.org_mount_roots.items()},
+            self.org_places(),
             scan_cap=self.scan_cap_bytes,
             workspace_max_bytes=self.workspace_max_bytes,
             parallelism=self.parallelism or None,

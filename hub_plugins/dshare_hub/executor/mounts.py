@@ -7,8 +7,14 @@ this run, lease and user, and it must lead to a directory. The directory is then
 (following the owner's link) and that descriptor, not a path, is given to bwrap.
 
 What the owner decided is read from the owner's record too, never from the submitting
-broker: the lease's expiry, the data group, and the dataset's release policy (the lessee's
-broker could otherwise send a laxer one, or an expiry past the lease's).
+broker: the lease's expiry and the dataset's release policy (the lessee's broker could
+otherwise send a laxer one, or an expiry past the lease's).
+
+What no broker decides at all comes from the executor's own configuration: where each
+organization's data may lie and which group reads it. An org's broker writes its own
+mount root, so a handle there could point anywhere its owner likes (another org's
+storage, another user's home); the opened directory must lie under that org's storage
+roots, and jobs get that org's data group, whatever any record says.
 """
 
 from __future__ import annotations
@@ -26,6 +32,20 @@ from ..webapi import ApiError, bad
 from .gate import Policy, parse_policy
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class OrgPlaces:
+    """Where the operator put one organization: its broker's mount root, the storage roots
+    its datasets may lie under, the group that reads its data."""
+
+    mount_root: str
+    storage_roots: tuple[str, ...]
+    data_gid: int
+
+    def holds(self, path: str) -> bool:
+        roots = [os.path.realpath(r) for r in self.storage_roots]
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
 @dataclass
@@ -62,15 +82,12 @@ def parse_time(value: Any, field: str) -> datetime:
 def check_mount_fields(claim: str, mount: Any) -> dict[str, Any]:
     field = f"mounts.{claim}"
     if not isinstance(mount, dict):
-        raise bad(field, "must be an object {org, lease_id, handle, expires_at, data_gid}")
+        raise bad(field, "must be an object {org, lease_id, handle, expires_at}")
     for name in ("org", "lease_id", "handle"):
         if not isinstance(mount.get(name), str) or not mount[name]:
             raise bad(f"{field}.{name}", "must be a non-empty string")
     if not _SAFE_ID.match(mount["lease_id"]):
         raise bad(f"{field}.lease_id", "is not a valid lease id")
-    gid = mount.get("data_gid")
-    if not isinstance(gid, int) or isinstance(gid, bool) or gid <= 0:
-        raise bad(f"{field}.data_gid", "must be the dataset's group id, a positive integer")
     parse_time(mount.get("expires_at"), f"{field}.expires_at")
     return mount
 
@@ -81,7 +98,7 @@ def open_mount(
     *,
     run_id: str,
     user: str,
-    org_roots: Mapping[str, str],
+    orgs: Mapping[str, OrgPlaces],
     now: datetime | None = None,
 ) -> OpenMount:
     """Validate one mount and open its directory; raises MOUNT_REFUSED saying why."""
@@ -89,9 +106,10 @@ def open_mount(
     expires_at = parse_time(mount["expires_at"], f"mounts.{claim}.expires_at")
     if expires_at <= (now or datetime.now(UTC)):
         raise ApiError("LEASE_EXPIRED", f"lease {lease_id} expired at {expires_at.isoformat()}")
-    root = org_roots.get(org)
-    if not root:
-        raise refuse(lease_id, f"the executor has no mount root for organization {org!r}")
+    places = orgs.get(org)
+    if places is None:
+        raise refuse(lease_id, f"the executor is not configured for organization {org!r}")
+    root = places.mount_root
     # As configured or with the root's own links resolved: both name the same place.
     expected = os.path.join(os.path.realpath(root), run_id, lease_id)
     as_configured = os.path.join(os.path.normpath(root), run_id, lease_id)
@@ -108,10 +126,6 @@ def open_mount(
     expires_at = min(expires_at, _owner_expiry(record, lease_id))
     if expires_at <= (now or datetime.now(UTC)):
         raise ApiError("LEASE_EXPIRED", f"lease {lease_id} expired at {expires_at.isoformat()}")
-    gid = record.get("data_gid")
-    data_gid = gid if isinstance(gid, int) and not isinstance(gid, bool) and gid > 0 else None
-    if data_gid is None:
-        data_gid = int(mount["data_gid"])
     policy = _owner_policy(record, lease_id, org)
     if not os.path.islink(expected) and not os.path.isdir(expected):
         raise refuse(lease_id, "the owner's broker has not materialized it (or removed it)")
@@ -121,7 +135,13 @@ def open_mount(
         raise refuse(lease_id, "it does not lead to a directory") from None
     except OSError:
         raise refuse(lease_id, "its data is not reachable on this host") from None
-    return OpenMount(claim, org, lease_id, expires_at, data_gid, fd, policy)
+    # Where the descriptor really is, every link resolved: the org cannot move another's
+    # directories into its own storage (it cannot write there), nor hard-link directories.
+    where = os.readlink(f"/proc/self/fd/{fd}")
+    if not places.holds(where):
+        os.close(fd)
+        raise refuse(lease_id, f"its data is not under organization {org}'s storage roots")
+    return OpenMount(claim, org, lease_id, expires_at, places.data_gid, fd, policy)
 
 
 def _owner_expiry(record: dict[str, Any], lease_id: str) -> datetime:

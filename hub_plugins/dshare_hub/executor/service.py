@@ -28,7 +28,7 @@ from .identity import JobIdentity, PoolExhausted, UidPool, kill_uid
 from .intake import RunRequest, check_run_request, refuse_sandbox
 from .jail import Sandbox
 from .limits import JobLimits
-from .mounts import OpenMount, open_mount
+from .mounts import OpenMount, OrgPlaces, open_mount
 from .store import ACTIVE_STATES, RunStore
 from .winnow import Corpus, read_corpus
 
@@ -46,7 +46,7 @@ class ExecutorService:
         store: RunStore,
         pool: UidPool,
         sandbox: Sandbox,
-        org_roots: dict[str, str],
+        orgs: dict[str, OrgPlaces],
         *,
         scan_cap: int = 16 * 1024 * 1024,
         workspace_max_bytes: int = 1024**3,
@@ -57,7 +57,7 @@ class ExecutorService:
         self.store = store
         self.pool = pool
         self.sandbox = sandbox
-        self.org_roots = org_roots
+        self.orgs = orgs
         self.scan_cap = scan_cap
         self.workspace_max_bytes = workspace_max_bytes
         self.parallelism = parallelism
@@ -184,9 +184,7 @@ class ExecutorService:
         try:
             for claim, mount in sorted(req.mounts.items()):
                 opened.append(
-                    open_mount(
-                        claim, mount, run_id=req.run_id, user=req.user, org_roots=self.org_roots
-                    )
+                    open_mount(claim, mount, run_id=req.run_id, user=req.user, orgs=self.orgs)
                 )
         except BaseException:
             _close(opened)
