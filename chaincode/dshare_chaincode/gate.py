@@ -16,6 +16,7 @@ from .errors import INVALID_ARGUMENT, INVALID_STATE, NOT_OWNER, ContractError
 
 DECISIONS = ("denied", "held", "released")
 MAX_OUTPUTS = 10_000
+MAX_PATH = 1024  # characters of an output's path
 
 
 def _bad(field: str, message: str) -> ContractError:
@@ -34,7 +35,7 @@ def parse_outputs(text: str, owners: list[str]) -> list[dict[str, Any]]:
     for i, entry in enumerate(raw):
         where = f"outputs[{i}]"
         entry = validate.obj(entry, where)
-        path = validate.text(entry.get("path"), f"{where}.path", max_len=1024)
+        path = validate.text(entry.get("path"), f"{where}.path", max_len=MAX_PATH)
         parts = path.split("/")
         if path.startswith("/") or ".." in parts or "\x00" in path:
             raise _bad(f"{where}.path", "must be a relative path without '..'")
@@ -115,9 +116,7 @@ def awaiting(run: dict[str, Any], org: str) -> list[dict[str, Any]]:
     return [
         entry
         for entry in run.get("outputs") or []
-        if entry["decision"] == "held"
-        and org in entry["held_by"]
-        and org not in entry["decisions"]
+        if entry["decision"] == "held" and org in entry["held_by"] and org not in entry["decisions"]
     ]
 
 

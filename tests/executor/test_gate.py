@@ -13,6 +13,7 @@ from dshare_hub.executor.gate import (
     CHECKS,
     Check,
     Output,
+    fit_ledger,
     judge,
     name_copies,
     parse_policy,
@@ -235,3 +236,19 @@ def test_every_policy_the_ledger_accepts_the_executor_runs(mode: str, unknown: s
     )
     assert set(parsed.checks) == set(validate.RELEASE_CHECKS)
     assert set(validate.RELEASE_CHECKS) <= set(CHECKS), "a check owners may ask for is unknown here"
+
+
+def test_what_the_ledger_cannot_record_is_not_kept() -> None:
+    # The contract refuses a run record with a path over 1024 characters or over 10,000
+    # files; the executor keeps (and so delivers) only what the ledger can record.
+    deep = "/".join(["d" * 200] * 6) + "/result.txt"
+    kept, warnings = fit_ledger({"ok.txt": 1, deep: 2})
+    assert kept == ["ok.txt"]
+    assert warnings == [
+        "1 files have paths longer than 1024 characters, the most the ledger records; they "
+        "were not kept. Use shorter paths."
+    ]
+    many = {f"f{i:05d}": 0 for i in range(10_002)}
+    kept, warnings = fit_ledger(many)
+    assert kept == sorted(many)[:10_000]
+    assert warnings[0].startswith("the run wrote 10002 files; only the first 10000")

@@ -357,6 +357,22 @@ async def test_a_file_named_after_the_data_is_held_and_shown_redacted(world) -> 
 
 
 @pytest.mark.asyncio
+async def test_a_file_the_ledger_cannot_record_is_not_delivered(world) -> None:
+    w, broker_dir = world
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    deep = "/".join(["d" * 200] * 6)
+    handle = await materialize(broker_dir, data, "run-deep")
+    job = f"mkdir -p {deep} && echo 42 > {deep}/r.txt && echo ok > ok.txt"
+    body = run_body("run-deep", home, handle, manifest("run-deep", job, "true"), "")
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    view = await wait_gate(w, "run-deep")
+    assert [o["path"] for o in view["outputs"] if not o["path"].startswith(".dshare")] == ["ok.txt"]
+    assert any("longer than 1024 characters" in warning for warning in view["warnings"])
+    assert (home / "ok.txt").exists() and not (home / ("d" * 200)).exists()
+
+
+@pytest.mark.asyncio
 async def test_jobs_run_under_the_configured_limits(world) -> None:
     w, broker_dir = world
     data = data_dir(w.top)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dshare_chaincode.gate import MAX_OUTPUTS, MAX_PATH
+
 from ..webapi import bad
 from .winnow import GUARANTEE, Corpus
 
@@ -73,6 +75,26 @@ def parse_policy(lease_id: str, raw: Any) -> Policy:
         max_output_bytes=limit,
         unknown=unknown,
     )
+
+
+def fit_ledger(found: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The outputs the run's ledger record can hold (the contract's limits), and a warning
+    for each kind left out. What is left out is never delivered: every file that leaves a
+    run is on the ledger."""
+    kept = sorted(rel for rel in found if len(rel) <= MAX_PATH)
+    warnings = []
+    if len(kept) < len(found):
+        warnings.append(
+            f"{len(found) - len(kept)} files have paths longer than {MAX_PATH} characters, "
+            "the most the ledger records; they were not kept. Use shorter paths."
+        )
+    if len(kept) > MAX_OUTPUTS:
+        warnings.append(
+            f"the run wrote {len(kept)} files; only the first {MAX_OUTPUTS} (by path) were "
+            "kept, the most a run's record holds. Write fewer, larger files."
+        )
+        kept = kept[:MAX_OUTPUTS]
+    return kept, warnings
 
 
 def saved_policy(lease_id: str, saved: dict[str, Any]) -> Policy:

@@ -23,7 +23,7 @@ from ..webapi import ApiError, bad
 from . import dataview, joblogs
 from . import workspace as ws
 from .deliver import deliver
-from .gate import Output, Policy, judge, name_copies, redacted_name, saved_policy
+from .gate import Output, Policy, fit_ledger, judge, name_copies, redacted_name, saved_policy
 from .identity import JobIdentity, PoolExhausted, UidPool, kill_uid
 from .intake import RunRequest, check_run_request, refuse_sandbox
 from .jail import Sandbox
@@ -347,10 +347,15 @@ class ExecutorService:
             found |= await asyncio.to_thread(
                 ws.collect_logs, run_dir / "logs", record["id"], staging
             )
+        kept, warnings = fit_ledger(found)
+        record["warnings"].extend(warnings)
+        for rel in set(found) - set(kept):
+            with contextlib.suppress(OSError):
+                (staging / rel).unlink()
         policies = {k: saved_policy(k, v) for k, v in record["policies"].items()}
         corpora = await asyncio.to_thread(self._corpora, opened, policies)
         outputs, released = [], {}
-        for rel, info in sorted(found.items()):
+        for rel, info in ((rel, found[rel]) for rel in kept):
             # An output is read only as far as the scan cap: a huge one is held unread.
             data = (
                 b""
