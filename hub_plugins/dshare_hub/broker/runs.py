@@ -320,6 +320,7 @@ class RunService:
             status = None
         view["jobs"] = (status or {}).get("jobs", [])
         view["message"] = (status or {}).get("message", "")
+        view["warnings"] = (status or {}).get("warnings", [])
         view["outputs"] = record.get("outputs") or (status or {}).get("outputs") or []
         return view
 

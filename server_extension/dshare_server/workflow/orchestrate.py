@@ -259,6 +259,10 @@ def _apply_broker_view(run: Run, view: dict[str, Any]) -> None:
         run.state = "running"
     run.message = str(view.get("message") or "")
     run.outputs = list(view.get("outputs") or [])
+    # The magic and the CLI show warnings: what the executor left out of the run.
+    for warning in view.get("warnings") or []:
+        if str(warning) not in run.warnings:
+            run.warnings.append(str(warning))
 
 
 def outputs_summary(outputs: list[dict[str, Any]]) -> str:
