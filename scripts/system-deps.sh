@@ -5,7 +5,7 @@
 #                         (PostgreSQL, Chromium for the browser tests)
 set -euo pipefail
 
-want=(bubblewrap)
+want=(bubblewrap sudo)
 if [ "${1:-demo}" = test ]; then
   want+=(postgresql chromium chromium-driver fonts-dejavu-core shellcheck)
 fi
