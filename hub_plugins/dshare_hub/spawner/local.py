@@ -4,10 +4,11 @@ At every spawn the user's leased datasets appear as skeletons (directories and e
 under ~/datasets/<dataset name>/, so code can be written against real paths; jobs that read
 the data run through %dshare_run and the executor, which binds it read-only.
 
-`DShareSystemLocalSpawner` (the default, aliased `DShareLocalSpawner`) runs each hub user
-as an OS user of their own, as The Littlest JupyterHub does; the hub must run as root to
-switch users. `DShareSimpleLocalSpawner` runs everyone as the hub's own user and is for
-evaluation only.
+`DShareSystemLocalSpawner` (aliased `DShareLocalSpawner`) runs each hub user as an OS user
+of their own, as The Littlest JupyterHub does, for a hub that runs as root.
+`DShareSudoSpawner` (spawner/sudo.py, what the embedded deployment uses) does the same for
+a hub that does not, through sudo and sudospawner. `DShareSimpleLocalSpawner` runs everyone
+as the hub's own user and is for evaluation only.
 """
 
 from __future__ import annotations
