@@ -109,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("dshare-ensure-account: must run as root (through sudo)", file=sys.stderr)
         return 2
-    os.umask(0o077)
+    umask = os.umask(0o077)
     try:
         answer = ensure_account(Path(args[0]), args[1])
     except (HelperError, system_users.AccountError) as e:
         print(f"dshare-ensure-account: {e}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(umask)  # main() may be called in a process that goes on (tests)
     json.dump(answer, sys.stdout)
     return 0
 
