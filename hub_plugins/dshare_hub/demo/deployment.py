@@ -121,8 +121,10 @@ class Deployment:
         hub = pwd.getpwnam(self.hub_runs_as())
         self.process = subprocess.Popen(
             # umask 077: the hub database and whatever else the hub writes are its alone.
-            [sys.executable, "-m", "dshare_hub.demo.private_exec"]
-            + [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            [
+                *(sys.executable, "-m", "dshare_hub.demo.private_exec"),
+                *(sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)),
+            ],
             cwd=self.layout.hub_dir,
             env=self.environment(),
             user=hub.pw_uid,
@@ -169,7 +171,12 @@ class Deployment:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return
-        if b"configurable-http-proxy" in cmdline:
+        # The pid file is in the hub's directory: kill only a proxy the hub's user runs.
+        owner = Path(f"/proc/{pid}").stat().st_uid
+        if (
+            b"configurable-http-proxy" in cmdline
+            and owner == pwd.getpwnam(self.hub_runs_as()).pw_uid
+        ):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         pid_file.unlink(missing_ok=True)

@@ -96,9 +96,11 @@ def _create_identity(layout: DemoLayout, org: str) -> None:
 def check_can_provision() -> None:
     if os.geteuid() != 0:
         raise RuntimeError(
-            "dshare demo must run as root: it creates an OS user for every hub user and one "
-            "per organization's broker, and the hub switches to them (as The Littlest "
-            "JupyterHub does). Run `sudo make demo` (or `sudo .venv/bin/dshare demo`)."
+            "dshare demo must run as root: it creates an OS user for every hub user, one "
+            "per organization's broker and one for the hub (as The Littlest JupyterHub "
+            "does), starts the brokers and the executor as theirs, and writes the sudo rule "
+            "the hub starts servers with. Run `sudo make demo` (or `sudo .venv/bin/dshare "
+            "demo`)."
         )
     try:
         system_users.check_interpreter_usable()
