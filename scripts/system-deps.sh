@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dshare needs, only those that are missing.
 #   system-deps.sh demo   what the embedded deployment runs (bubblewrap sandboxes,
-#                         setfacl for the views of interactive datasets)
+#                         setfacl for the views of interactive datasets, sudo for
+#                         the non-root hub)
 #   system-deps.sh test   the same plus what the test suites start for real
 #                         (PostgreSQL, Chromium for the browser tests)
 set -euo pipefail
 
-want=(bubblewrap acl)
+want=(bubblewrap acl sudo)
 if [ "${1:-demo}" = test ]; then
   want+=(postgresql chromium chromium-driver fonts-dejavu-core shellcheck)
 fi

@@ -224,3 +224,22 @@ def test_world_readable_directory_is_warned_about(
         f"user directory {directory_file} has mode 644: other users can read its password "
         f"hashes; run `chmod 600 {directory_file}`"
     ) in caplog.messages
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the file another group: needs root")
+def test_a_rewrite_keeps_the_group_that_reads_it_and_nothing_more(
+    tmp_path: Path, hashes: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The embedded deployment's hub reads users.yaml through its group: `dshare users add`
+    (root) must not take that away, nor give more than group read."""
+    path = tmp_path / "users.yaml"
+    with edit_directory(path) as users:
+        users["erin"] = DirectoryUser("erin", "UiB", ("scientist",), hashes["alice"])
+    os.chown(path, 0, 65534)
+    path.chmod(0o640)
+    with caplog.at_level(logging.WARNING), edit_directory(path) as users:
+        users["finn"] = DirectoryUser("finn", "UiB", ("scientist",), hashes["alice"])
+    info = path.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 65534, 0o640)
+    assert caplog.messages == []
+    assert sorted(load_directory(path)) == ["erin", "finn"]

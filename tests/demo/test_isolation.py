@@ -47,8 +47,13 @@ def _owner_mode(path: Path) -> tuple[str, str, int]:
 
 def _assert_isolated(layout: DemoLayout) -> None:
     assert _owner_mode(layout.root) == ("root", "root", 0o711)
-    assert _owner_mode(layout.user_directory.parent) == ("root", "root", 0o700)
-    assert _owner_mode(layout.user_directory) == ("root", "root", 0o600)
+    hub = layout.hub_user
+    assert _owner_mode(layout.user_directory.parent) == ("root", hub, 0o750)
+    assert _owner_mode(layout.user_directory) == ("root", hub, 0o640)
+    assert _owner_mode(layout.root / "secrets") == ("root", hub, 0o750)
+    assert _owner_mode(layout.service_token_file("dshare-uis")) == ("root", hub, 0o640)
+    assert _owner_mode(layout.accounts_config) == ("root", "root", 0o600)
+    assert _owner_mode(layout.hub_dir) == (hub, hub, 0o700)
     assert _owner_mode(layout.logins_file) == ("root", "root", 0o600)
     assert _owner_mode(layout.ledger_db.parent) == ("root", layout.ledger_group, 0o2770)
     for path in layout.ledger_db.parent.iterdir():
@@ -143,6 +148,9 @@ def test_remove_accounts_leaves_nothing(layout: DemoLayout) -> None:
     provision(layout)
     removed = isolation.remove_accounts(layout)
     assert layout.broker_user("UiS") in removed and layout.ledger_group in removed
+    assert layout.hub_user in removed and str(layout.sudoers_file) in removed
+    assert not layout.sudoers_file.exists()
     assert system_users.users_with_prefix(layout.account_prefix) == []
-    for group in [layout.ledger_group, *(layout.data_group(o) for o in ORGS)]:
+    groups = [layout.users_group, layout.ledger_group, *(layout.data_group(o) for o in ORGS)]
+    for group in groups:
         assert not system_users.group_exists(group)

@@ -139,8 +139,10 @@ def _secret_and_private_paths(layout) -> dict[str, Path]:
     paths = {
         "hub cookie secret": layout.hub_dir / "cookie_secret",
         "hub database": layout.hub_dir / "jupyterhub.sqlite",
-        "seeder token": layout.root / "secrets" / "seeder-token",
-        "proxy token": layout.root / "secrets" / "proxy-token",
+        "seeder token": layout.service_token_file("dshare-demo-seeder"),
+        "executor token": layout.service_token_file("dshare-executor"),
+        "proxy token": layout.hub_dir / "proxy-token",
+        "account helper config": layout.accounts_config,
         "demo logins": layout.logins_file,
         "users.yaml": layout.user_directory,
         "ledger database": layout.ledger_db,
@@ -151,6 +153,7 @@ def _secret_and_private_paths(layout) -> dict[str, Path]:
         paths[f"{org} KEK"] = layout.kek_file(org)
         paths[f"{org} key store"] = layout.org_dir(org) / "keys.sqlite"
         paths[f"{org} broker config"] = layout.broker_config(org)
+        paths[f"{org} broker token"] = layout.service_token_file(f"dshare-{low}")
         paths[f"{org} key.pem"] = layout.identities / org / "key.pem"
         paths[f"{org} CA key"] = layout.identities / org / "ca-key.pem"
         paths[f"{org} raw corpus"] = layout.data / low / "lorem-corpus" / "part-000.txt"
@@ -168,6 +171,8 @@ async def test_scientist_kernel_runs_as_its_own_user_and_reads_no_secret(deploym
         "another user's home": layout.homes / "uio-scientist",
         "the ledger dir": layout.ledger_db.parent,
         "the hub dir": layout.hub_dir,
+        "the secrets dir": layout.root / "secrets",
+        "the users dir": layout.user_directory.parent,
         **{f"{org}'s data": layout.data / org.lower() for org in ORGS},
         **{f"{org}'s state": layout.org_dir(org) for org in ORGS},
     }
@@ -195,7 +200,10 @@ async def test_scientist_kernel_runs_as_its_own_user_and_reads_no_secret(deploym
     seen = json.loads(out.strip().splitlines()[-1])
     own = pwd.getpwnam(os_username(layout.user_template, "uis-scientist"))
     assert seen["uid"] == seen["euid"] == own.pw_uid != 0
-    assert seen["groups"] == [own.pw_gid], "the scientist is in another group"
+    # The group of dshare users is what the hub's sudo rule names (sudo gives the server
+    # the user's groups); it owns no file (test_hub_not_root), so it opens nothing.
+    users_gid = grp.getgrnam(layout.users_group).gr_gid
+    assert sorted(seen["groups"]) == sorted([own.pw_gid, users_gid]), "another group"
     assert seen["home"] == str(layout.homes / "uis-scientist")
     readable = {k: v for k, v in seen["files"].items() if v != "PermissionError"}
     assert readable == {}, f"a scientist's kernel can open these: {readable}"
@@ -252,14 +260,19 @@ async def test_every_file_has_the_owner_and_mode_of_the_design(deployment):
     layout = deployment.layout
     for path in (layout.root, layout.homes, layout.data):
         assert _owner_mode(path) == ("root", "root", 0o711), path
-    for path in (layout.hub_dir, layout.root / "secrets", layout.user_directory.parent):
-        assert _owner_mode(path) == ("root", "root", 0o700), path
-    for path in (
-        layout.hub_dir / "cookie_secret",
-        layout.root / "secrets" / "seeder-token",
-        layout.user_directory,
-        layout.logins_file,
-    ):
+    hub = layout.hub_user
+    assert _owner_mode(layout.hub_dir) == (hub, hub, 0o700)
+    for path in layout.hub_dir.iterdir():
+        assert _owner_mode(path) == (hub, hub, 0o600), path
+    for path in (layout.root / "secrets", layout.user_directory.parent):
+        assert _owner_mode(path) == ("root", hub, 0o750), path
+    tokens = [
+        layout.service_token_file(name)
+        for name in ("dshare-demo-seeder", "dshare-executor", "dshare-uis", "dshare-uio")
+    ]
+    for path in (*tokens, layout.user_directory):
+        assert _owner_mode(path) == ("root", hub, 0o640), path
+    for path in (layout.accounts_config, layout.logins_file):
         assert _owner_mode(path) == ("root", "root", 0o600), path
     ledger = layout.ledger_db.parent
     assert _owner_mode(ledger) == ("root", layout.ledger_group, 0o2770)

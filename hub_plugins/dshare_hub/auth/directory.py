@@ -184,8 +184,18 @@ def save_directory(path: Path, users: dict[str, DirectoryUser]) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        # mkstemp already creates the file 0600; chmod guards against odd umask handling
-        os.fchmod(fd, FILE_MODE)
+        # mkstemp already creates the file 0600; chmod guards against odd umask handling.
+        # A group the file was given (the embedded deployment's hub user, which reads it
+        # to log people in) is kept, with its read bit; others never read it.
+        mode, gid = FILE_MODE, -1
+        with contextlib.suppress(FileNotFoundError):
+            old = os.stat(path)
+            mode |= stat.S_IMODE(old.st_mode) & 0o040
+            gid = old.st_gid
+        if gid not in (-1, os.getegid()):
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, -1, gid)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -222,7 +232,8 @@ def edit_directory(path: Path) -> Iterator[dict[str, DirectoryUser]]:
 
 def _warn_if_readable_by_others(path: Path) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
+    # Group read is how the embedded deployment lets its non-root hub read the hashes.
+    if mode & 0o037:
         log.warning(
             "user directory %s has mode %o: other users can read its password hashes; "
             "run `chmod 600 %s`",

@@ -1,7 +1,10 @@
-"""Start and stop the embedded deployment: JupyterHub, its proxy and the org brokers.
+"""Start and stop the embedded deployment: JupyterHub, its proxy, the brokers, the executor.
 
 Used by `dshare demo` and by the integration and browser tests, so what the tests exercise
-is what a newcomer runs.
+is what a newcomer runs. It runs as root: it provisions, starts the brokers (each as its
+own service user) and the executor (root) and restarts them if they exit (services.py),
+then starts JupyterHub as the hub's service user, which starts the proxy and, through
+sudo, the users' servers.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -22,6 +26,7 @@ from .content import ORGS
 from .layout import DemoLayout
 from .provision import provision
 from .seed import seed, wait_for
+from .services import Services
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,13 @@ class Deployment:
         self.layout = layout
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
+        self.services: Services | None = None
         self.new_logins: dict[str, str] = {}
+
+    def hub_runs_as(self) -> str:
+        """The hub's OS user: its own service user, or root for the all-as-one-user
+        evaluation spawner (which switches to no one)."""
+        return "root" if self.layout.spawner == "simple" else self.layout.hub_user
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -66,9 +77,11 @@ class Deployment:
             DSHARE_ACCOUNT_PREFIX=self.layout.account_prefix,
             DSHARE_SPAWNER=self.layout.spawner,
         )
-        # Hub-managed services and spawned servers find `dshare` and `jupyterhub-singleuser`
-        # in this interpreter's environment.
+        # Spawned servers find `dshare` and `jupyterhub-singleuser` in this interpreter's
+        # environment.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        hub = pwd.getpwnam(self.hub_runs_as())
+        env.update(HOME=str(self.layout.hub_dir), USER=hub.pw_name, LOGNAME=hub.pw_name)
         return env
 
     def ports(self) -> dict[int, str]:
@@ -103,14 +116,30 @@ class Deployment:
     def start(self, *, timeout: float = 90.0) -> None:
         self.check_ports()
         self.new_logins = provision(self.layout)
+        self.services = Services(self.layout, self.log_file)
+        self.services.start()
+        hub = pwd.getpwnam(self.hub_runs_as())
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            # umask 077: the hub database and whatever else the hub writes are its alone.
+            [
+                *(sys.executable, "-m", "dshare_hub.demo.private_exec"),
+                *(sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)),
+            ],
             cwd=self.layout.hub_dir,
             env=self.environment(),
+            user=hub.pw_uid,
+            group=hub.pw_gid,
+            extra_groups=os.getgrouplist(hub.pw_name, hub.pw_gid),
+            stdin=subprocess.DEVNULL,
             stdout=self.log_file or None,
             stderr=subprocess.STDOUT if self.log_file else None,
             start_new_session=True,
         )
+        if self.layout.spawner == "simple":
+            log.warning(
+                "DSHARE_SPAWNER=simple: the hub runs as root and every user's server as "
+                "root too; users are not isolated. For evaluation only."
+            )
         wait_for(
             f"{self.layout.public_url}hub/health",
             timeout,
@@ -120,18 +149,20 @@ class Deployment:
         seed(self.layout)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            # SIGTERM lets JupyterHub stop the servers, services and proxy it started.
+        if self.process is not None and self.process.poll() is None:
+            # SIGTERM lets JupyterHub stop the servers and the proxy it started.
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        # A hub that died at start leaves its proxy running in a session of its own.
-        self._stop_proxy()
+        if self.process is not None:
+            # A hub that died at start leaves its proxy running in a session of its own.
+            self._stop_proxy()
+        if self.services is not None:
+            self.services.stop()
+            self.services = None
 
     def _stop_proxy(self) -> None:
         pid_file = self.layout.hub_dir / "proxy.pid"
@@ -140,7 +171,12 @@ class Deployment:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return
-        if b"configurable-http-proxy" in cmdline:
+        # The pid file is in the hub's directory: kill only a proxy the hub's user runs.
+        owner = Path(f"/proc/{pid}").stat().st_uid
+        if (
+            b"configurable-http-proxy" in cmdline
+            and owner == pwd.getpwnam(self.hub_runs_as()).pw_uid
+        ):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         pid_file.unlink(missing_ok=True)

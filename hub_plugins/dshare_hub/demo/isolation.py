@@ -3,7 +3,10 @@
 | path                               | owner:group               | modes (dirs / files) |
 |------------------------------------|---------------------------|----------------------|
 | <root>, homes/, storage/, orgs/, identities/, views/ | root:root | 0711               |
-| hub/, secrets/, users/             | root:root                 | 0700 / 0600          |
+| hub/ (hub database, cookie secret, proxy token) | hub:hub      | 0700 / 0600          |
+| secrets/ (service tokens)          | root:hub                  | 0750 / 0640          |
+| secrets/accounts.json (the account helper's config) | root:root | 0600                |
+| users/ (users.yaml: password hashes) | root:hub                | 0750 / 0640          |
 | demo-logins.txt                    | root:root                 | 0600                 |
 | orgs/<org>/ (KEK, key store, broker config and state) | broker:broker | 0700 / 0600  |
 | identities/<Org>/ (key.pem, ca-key.pem, certs) | broker:broker | 0700 / 0600          |
@@ -11,6 +14,9 @@
 | storage/<org>/ (raw data)          | broker:dshare-<org>-data  | 2750 / 0640          |
 | views/<org>/ (interactive views)   | broker:broker             | 0711 (views: 0700 + ACL) |
 | homes/<user>/                      | the user's own account    | 0700                 |
+
+"hub" is the hub's service user (`dshare-hub`): the hub reads the users' password hashes
+and the services' tokens through its group, and owns nothing but its own state.
 
 Fixing runs over what exists, so a data directory made by an older dshare (everything
 root's) ends up the same as a new one. Nothing here follows a symlink.
@@ -24,8 +30,10 @@ import stat
 from pathlib import Path
 
 from ..spawner import system_users
+from . import sudoers
 from .content import ORGS, demo_users
 from .layout import DemoLayout
+from .services import service_names
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +83,19 @@ def _fix(name: str, uid: int, gid: int, dir_mode: int, file_mode: int, dir_fd: i
         os.close(fd)
 
 
-def _root_dir(path: Path, mode: int) -> None:
+def _root_dir(path: Path, mode: int, uid: int = 0, gid: int = 0) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise RuntimeError(f"{path} must be a directory, not a symlink or a file; remove it")
-    _fix(os.fspath(path), 0, 0, mode, mode, None)
+    _fix(os.fspath(path), uid, gid, mode, mode, None)
 
 
 def make_layout_dirs(layout: DemoLayout) -> None:
-    """The directories root keeps, with their modes, before anything is written in them."""
+    """The directories root keeps, with their modes, before anything is written in them.
+
+    The accounts (ensure_accounts) exist by then: the hub's own directories are its."""
+    hub = system_users.pwd.getpwnam(layout.hub_user)
     _root_dir(layout.root, 0o711)
     for path in (
         layout.homes,
@@ -94,8 +105,9 @@ def make_layout_dirs(layout: DemoLayout) -> None:
         layout.views,
     ):
         _root_dir(path, 0o711)
-    for path in (layout.hub_dir, layout.root / "secrets", layout.user_directory.parent):
-        _root_dir(path, 0o700)
+    for path in (layout.root / "secrets", layout.user_directory.parent):
+        _root_dir(path, 0o750, gid=hub.pw_gid)
+    _root_dir(layout.hub_dir, 0o700, hub.pw_uid, hub.pw_gid)
     ledger_gid = system_users.ensure_group(layout.ledger_group)
     ledger = layout.ledger_db.parent
     ledger.mkdir(parents=True, exist_ok=True)
@@ -113,6 +125,9 @@ def migrate_old_paths(layout: DemoLayout) -> None:
                 entry.rename(new / entry.name)
         if not any(old.iterdir()):
             old.rmdir()
+    # Tokens of older versions: the proxy's is the hub's own now (hub/), the seeder's renamed.
+    for name in ("proxy-token", "seeder-token"):
+        (layout.root / "secrets" / name).unlink(missing_ok=True)
     old_users = layout.old_user_directory
     if old_users.is_file() and not layout.user_directory.exists():
         old_users.rename(layout.user_directory)
@@ -120,7 +135,10 @@ def migrate_old_paths(layout: DemoLayout) -> None:
 
 
 def ensure_accounts(layout: DemoLayout) -> None:
-    """The brokers' service users and the groups; each broker is in the ledger group only."""
+    """The hub's and the brokers' service users and the groups; each broker is in the
+    ledger group only, the hub in no group but its own."""
+    system_users.ensure_service_user(layout.hub_user)
+    system_users.ensure_group(layout.users_group)
     system_users.ensure_group(layout.ledger_group)
     for org in ORGS:
         system_users.ensure_group(layout.data_group(org))
@@ -132,14 +150,29 @@ def ensure_homes(layout: DemoLayout) -> dict[str, system_users.pwd.struct_passwd
     accounts = {}
     for user in demo_users():
         name = system_users.os_username(layout.user_template, user.name)
-        accounts[user.name] = system_users.ensure_user(name, layout.homes / user.name)
+        accounts[user.name] = system_users.ensure_user(
+            name, layout.homes / user.name, groups=[layout.users_group]
+        )
     return accounts
 
 
 def secure(layout: DemoLayout) -> None:
     """Owners and modes of everything provisioning made (see the table above)."""
-    for path in (layout.hub_dir, layout.root / "secrets", layout.user_directory.parent):
-        fix_tree(path, 0, 0, 0o700, 0o600)
+    hub = system_users.pwd.getpwnam(layout.hub_user)
+    fix_tree(layout.hub_dir, hub.pw_uid, hub.pw_gid, 0o700, 0o600)
+    # Read by the hub through its group: the tokens, the password hashes (and their lock).
+    hub_reads = {
+        *(layout.service_token_file(name) for name in service_names()),
+        layout.user_directory,
+        layout.user_directory.with_name(layout.user_directory.name + ".lock"),
+    }
+    for folder in (layout.root / "secrets", layout.user_directory.parent):
+        _fix(os.fspath(folder), 0, hub.pw_gid, 0o750, 0o750, None)
+        for entry in folder.iterdir():
+            if entry in hub_reads:
+                fix_tree(entry, 0, hub.pw_gid, 0o750, 0o640)
+            else:
+                fix_tree(entry, 0, 0, 0o700, 0o600)
     for path in (layout.logins_file, layout.seeded_marker):
         if path.exists():
             _fix(os.fspath(path), 0, 0, 0o600, 0o600, None)
@@ -175,17 +208,18 @@ def remove_accounts(layout: DemoLayout) -> list[str]:
     With an account prefix (tests) that includes every user the spawner made; without one
     (the demo) only the demo users, the brokers and the groups, never other `jupyter-*`s.
     """
-    users = [layout.broker_user(org) for org in ORGS]
+    users = [layout.hub_user, *(layout.broker_user(org) for org in ORGS)]
     if layout.account_prefix:
         users += system_users.users_with_prefix(layout.account_prefix)
     else:
         users += [system_users.os_username(layout.user_template, u.name) for u in demo_users()]
-    removed = []
+    removed = [str(layout.sudoers_file)] if sudoers.remove(layout) else []
     for name in dict.fromkeys(users):
         if system_users.lookup(name) is not None:
             system_users.remove_user(name)
             removed.append(name)
-    for group in [layout.ledger_group, *(layout.data_group(org) for org in ORGS)]:
+    groups = [layout.users_group, layout.ledger_group, *(layout.data_group(o) for o in ORGS)]
+    for group in groups:
         if system_users.group_exists(group):
             system_users.remove_group(group)
             removed.append(group)

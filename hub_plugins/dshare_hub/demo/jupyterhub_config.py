@@ -6,11 +6,11 @@
 # this file.
 
 import os
-import sys
 
 from dshare_hub.auth.roles import broker_service_name, hub_roles
 from dshare_hub.demo.content import ORGS
 from dshare_hub.demo.layout import layout_from_env
+from dshare_hub.demo.services import service_specs
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 - the config loader's
 layout = layout_from_env()
@@ -24,7 +24,8 @@ c.JupyterHub.db_url = f"sqlite:///{layout.hub_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(layout.hub_dir / "cookie_secret")
 c.JupyterHub.pid_file = str(layout.hub_dir / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(layout.hub_dir / "proxy.pid")
-c.ConfigurableHTTPProxy.auth_token = layout.secret_file("proxy-token")
+# The hub's own secret, made by the hub (its own user) in its own directory.
+c.ConfigurableHTTPProxy.auth_token = layout.secret_file("proxy-token", where=layout.hub_dir)
 c.ConfigurableHTTPProxy.api_url = f"http://{layout.ip}:{layout.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [
     os.environ.get("DSHARE_PROXY_COMMAND", "configurable-http-proxy")
@@ -67,74 +68,44 @@ c.JupyterHub.load_roles.append(
     }
 )
 
-# One broker per organization, each a hub-managed service holding only its own keys.
-services = []
-for index, org in enumerate(orgs):
-    services.append(
-        {
-            "name": broker_service_name(org),
-            "url": f"http://{layout.ip}:{layout.broker_port(index)}",
-            "command": [
-                sys.executable,
-                "-m",
-                "dshare_hub.demo.private_exec",  # umask 077, then the broker itself
-                sys.executable,
-                "-m",
-                "dshare_hub.broker",
-                "--org",
-                org,
-                "--config",
-                str(layout.broker_config(org)),
-            ],
-            "cwd": str(layout.org_dir(org)),
-            # Its own service user: no other process may read its keys (the hub, running
-            # as root, switches to it; JupyterHub 5 and 6 both take this key).
-            "user": layout.broker_user(org),
-            "oauth_no_confirm": True,
-            "display": False,
-        }
-    )
-# The job executor: root, as the hub is (it starts each job under a uid of its own and
-# delivers released outputs as the scientist); only the brokers may call it.
-services.append(
+# The brokers (each its own service user) and the executor (root) are started by the root
+# launcher beside the hub (demo/services.py): for the hub they are external services with
+# a URL and a token provisioning made, which only the service and the hub's group read.
+services = [
     {
-        "name": "dshare-executor",
-        "url": layout.executor_url.split("/services/")[0],
-        "command": [
-            sys.executable,
-            "-m",
-            "dshare_hub.executor",
-            "--config",
-            str(layout.executor_config),
-        ],
-        "cwd": str(layout.executor_dir),
+        "name": spec.name,
+        "url": spec.url,
+        "api_token": layout.service_token_file(spec.name).read_text().strip(),
         "oauth_no_confirm": True,
         "display": False,
     }
-)
-# A service without "user" runs as the hub's own user, root: only for a service trusted
-# with everything (e.g. a job executor that switches to per-run identities itself).
+    for spec in service_specs(layout)
+]
+# The seeder is the launcher itself (root), registering the sample data after the start.
 services.append(
     {
         "name": "dshare-demo-seeder",
-        "api_token": layout.secret_file("seeder-token"),
+        "api_token": layout.service_token_file("dshare-demo-seeder").read_text().strip(),
         "display": False,
     }
 )
 c.JupyterHub.services = services
 
 # Users' servers: local processes, one OS user per hub user (as The Littlest JupyterHub
-# does; the hub runs as root to switch to them), JupyterLab with dshare.
+# does), JupyterLab with dshare. The hub is not root: it switches to them through sudo
+# (sudospawner), with a rule limited to the dshare users group (demo/sudoers.py).
 c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 90
 if layout.spawner == "system":
-    c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareSystemLocalSpawner"
-    c.DShareSystemLocalSpawner.system_username_template = layout.user_template
-    c.DShareSystemLocalSpawner.home_root = str(layout.homes)
-    c.DShareSystemLocalSpawner.hub_url = layout.public_url
+    c.JupyterHub.spawner_class = "dshare_hub.spawner.sudo.DShareSudoSpawner"
+    c.DShareSudoSpawner.system_username_template = layout.user_template
+    c.DShareSudoSpawner.home_root = str(layout.homes)
+    c.DShareSudoSpawner.hub_url = layout.public_url
+    c.DShareSudoSpawner.users_group = layout.users_group
+    c.DShareSudoSpawner.account_helper_config = str(layout.accounts_config)
 elif layout.spawner == "simple":
-    # Evaluation only: every server as the hub's user (root); it warns at every spawn.
+    # Evaluation only: every server as the hub's user (root here); it warns at every spawn.
     c.JupyterHub.spawner_class = "dshare_hub.spawner.local.DShareSimpleLocalSpawner"
     c.DShareSimpleLocalSpawner.data_dir = str(layout.homes)
     c.DShareSimpleLocalSpawner.hub_url = layout.public_url

@@ -37,6 +37,30 @@ class DemoLayout:
         """DShareSystemLocalSpawner.system_username_template of this deployment."""
         return f"{self.account_prefix}jupyter-{{username}}"
 
+    @property
+    def hub_user(self) -> str:
+        """The service user JupyterHub runs as (not root): it owns the hub's own state."""
+        return f"{self.account_prefix}dshare-hub"
+
+    @property
+    def users_group(self) -> str:
+        """Every hub user's OS account, and only those: the hub may sudo to its members."""
+        return f"{self.account_prefix}dshare-users"
+
+    @property
+    def sudoers_file(self) -> Path:
+        """The hub's sudo rule (sudospawner, the home writer, the account helper)."""
+        return Path("/etc/sudoers.d") / f"{self.account_prefix}dshare-hub"
+
+    @property
+    def accounts_config(self) -> Path:
+        """What dshare-ensure-account reads (root's, named in the sudo rule)."""
+        return self.root / "secrets" / "accounts.json"
+
+    def service_token_file(self, service: str) -> Path:
+        """The API token of an external service: root's, readable by the hub's group."""
+        return self.root / "secrets" / f"{service}-token"
+
     def broker_user(self, org: str) -> str:
         return f"{self.account_prefix}dshare-{org.lower()}"
 
@@ -112,9 +136,9 @@ class DemoLayout:
     def seeded_marker(self) -> Path:
         return self.root / ".seeded"
 
-    def secret_file(self, name: str, nbytes: int = 32) -> str:
-        """Read a generated secret, creating it 0600 on first use."""
-        path = self.root / "secrets" / name
+    def secret_file(self, name: str, nbytes: int = 32, *, where: Path | None = None) -> str:
+        """Read a generated secret (in secrets/, or `where`), creating it 0600 on first use."""
+        path = (where or self.root / "secrets") / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

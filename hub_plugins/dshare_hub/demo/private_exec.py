@@ -1,9 +1,9 @@
 """`python -m dshare_hub.demo.private_exec PROGRAM ARGS...`: run PROGRAM with umask 077.
 
-The embedded deployment starts each broker through this, so every file a broker creates
-in its state directory after provisioning (key store, mounts, caches) is its own alone,
-as the files provisioning made are. (SQLite still gives the shared ledger's WAL files the
-database's own 0660.)
+The embedded deployment starts each broker and the hub through this, so every file a
+broker creates in its state directory after provisioning (key store, mounts, caches),
+and the hub in its own (its database), is its own alone, as the files provisioning made
+are. (SQLite still gives the shared ledger's WAL files the database's own 0660.)
 """
 
 from __future__ import annotations

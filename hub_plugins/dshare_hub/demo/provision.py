@@ -2,7 +2,8 @@
 
 Every step checks what is already there and only adds what is missing, so a restart (or a
 crash in the middle of provisioning) finishes the job without touching what exists. It runs
-as root: it creates the OS accounts and hands each file to its owner (see isolation.py).
+as root: it creates the OS accounts (the hub's own service user among them), hands each
+file to its owner (see isolation.py) and writes the hub's sudo rule (sudoers.py).
 Nothing is written as root into a user's home; that happens as the user.
 """
 
@@ -21,9 +22,11 @@ from ..keys.kek import generate_kek_line
 from ..ledger.core import acquire_core, release_core
 from ..ledger.identity import create_org
 from ..spawner import system_users
-from . import isolation
+from ..spawner.account_helper import write_config as write_account_config
+from . import isolation, sudoers
 from .content import ORGS, demo_users, make_datasets
 from .layout import DemoLayout
+from .services import service_names
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +100,11 @@ def _create_identity(layout: DemoLayout, org: str) -> None:
 def check_can_provision() -> None:
     if os.geteuid() != 0:
         raise RuntimeError(
-            "dshare demo must run as root: it creates an OS user for every hub user and one "
-            "per organization's broker, and the hub switches to them (as The Littlest "
-            "JupyterHub does). Run `sudo make demo` (or `sudo .venv/bin/dshare demo`)."
+            "dshare demo must run as root: it creates an OS user for every hub user, one "
+            "per organization's broker and one for the hub (as The Littlest JupyterHub "
+            "does), starts the brokers and the executor as theirs, and writes the sudo rule "
+            "the hub starts servers with. Run `sudo make demo` (or `sudo .venv/bin/dshare "
+            "demo`)."
         )
     try:
         system_users.check_interpreter_usable()
@@ -110,9 +115,12 @@ def check_can_provision() -> None:
 def provision(layout: DemoLayout) -> dict[str, str]:
     """Make the deployment whole; return the demo logins created by this call."""
     check_can_provision()
+    isolation.ensure_accounts(layout)
     isolation.make_layout_dirs(layout)
     isolation.migrate_old_paths(layout)
-    isolation.ensure_accounts(layout)
+    for name in service_names():
+        if not layout.service_token_file(name).exists():
+            _write_private(layout.service_token_file(name), secrets.token_hex(32) + "\n")
 
     peers = {
         org: f"http://{layout.ip}:{layout.broker_port(i)}/services/dshare-{org.lower()}/"
@@ -182,7 +190,16 @@ def provision(layout: DemoLayout) -> dict[str, str]:
         _write_private(layout.logins_file, logins)
 
     accounts = isolation.ensure_homes(layout)
+    # The non-root hub's way to make the account of someone added while it runs.
+    write_account_config(
+        layout.accounts_config,
+        template=layout.user_template,
+        home_root=layout.homes,
+        group=layout.users_group,
+        directory=layout.user_directory,
+    )
     isolation.secure(layout)
+    sudoers.install(layout)
     for user in demo_users():
         if "scientist" in user.roles:
             home = accounts[user.name].pw_dir

@@ -78,7 +78,7 @@ def ensure_hub_user(layout: DemoLayout, user: DemoUser) -> None:
     Users exist in the hub only after their first login; the seeder acts for the org
     admins before anyone has logged in, so it creates them as the authenticator would.
     """
-    seeder = layout.secret_file("seeder-token")
+    seeder = layout.service_token_file("dshare-demo-seeder").read_text().strip()
     api = layout.hub_api_url
     status, body = _request(f"{api}/users/{user.name}", seeder, "POST", {})
     if status not in (201, 409):
@@ -97,7 +97,7 @@ def ensure_hub_user(layout: DemoLayout, user: DemoUser) -> None:
 
 def user_token(layout: DemoLayout, user: str) -> str:
     """A short-lived token for `user`, issued by the hub to the seeder service."""
-    seeder = layout.secret_file("seeder-token")
+    seeder = layout.service_token_file("dshare-demo-seeder").read_text().strip()
     status, body = _request(
         f"{layout.hub_api_url}/users/{user}/tokens",
         seeder,

@@ -1,7 +1,8 @@
-"""`Executor`: configuration and startup of the embedded executor, a hub-managed service.
+"""`Executor`: configuration and startup of the embedded executor, a JupyterHub service.
 
-Run by JupyterHub as a managed service AS ROOT (it switches to per-run job uids and to
-the scientist's uid for delivery), e.g.::
+Run AS ROOT (it switches to per-run job uids and to the scientist's uid for delivery). The
+embedded deployment's hub is not root, so `dshare demo` starts it beside the hub as an
+external service (demo/services.py); a hub that does run as root may manage it itself::
 
     c.JupyterHub.services.append({
         "name": "dshare-executor",
@@ -180,7 +181,7 @@ class Executor(HubServiceApp):
         if os.geteuid() != 0:
             raise SystemExit(
                 "dshare executor: must run as root (it starts jobs as per-run uids and "
-                "delivers outputs as the scientist); run it as a hub-managed service as root"
+                "delivers outputs as the scientist); start it as root beside the hub"
             )
 
     def build(

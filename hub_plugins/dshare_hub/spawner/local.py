@@ -6,10 +6,11 @@ the data run through %dshare_run and the executor, which binds it read-only. A d
 owner allows interactive use is instead a link to the read-only view its owner's broker
 made for this user (the server extension keeps the links current while the server runs).
 
-`DShareSystemLocalSpawner` (the default, aliased `DShareLocalSpawner`) runs each hub user
-as an OS user of their own, as The Littlest JupyterHub does; the hub must run as root to
-switch users. `DShareSimpleLocalSpawner` runs everyone as the hub's own user and is for
-evaluation only.
+`DShareSystemLocalSpawner` (aliased `DShareLocalSpawner`) runs each hub user as an OS user
+of their own, as The Littlest JupyterHub does, for a hub that runs as root.
+`DShareSudoSpawner` (spawner/sudo.py, what the embedded deployment uses) does the same for
+a hub that does not, through sudo and sudospawner. `DShareSimpleLocalSpawner` runs everyone
+as the hub's own user and is for evaluation only.
 """
 
 from __future__ import annotations

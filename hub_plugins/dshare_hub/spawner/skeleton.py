@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -264,6 +265,11 @@ def main() -> int:
         print("dshare skeleton writer: refusing to run as root", file=sys.stderr)
         return 2
     request = json.loads(sys.stdin.read())
+    own_home = pwd.getpwuid(os.getuid()).pw_dir
+    if os.path.realpath(request["home"]) != os.path.realpath(own_home):
+        # Run through sudo by a non-root hub: it writes the caller's own home only.
+        print(f"dshare skeleton writer: {request['home']} is not this user's home", file=sys.stderr)
+        return 2
     skeletons = {str(k): [str(p) for p in v] for k, v in request["skeletons"].items()}
     links = {str(k): str(v) for k, v in (request.get("links") or {}).items()}
     try:

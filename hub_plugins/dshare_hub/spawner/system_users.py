@@ -142,15 +142,30 @@ def ensure_service_user(name: str, groups: Iterable[str] = ()) -> pwd.struct_pas
             "dshare runs a broker only as a service user of its own. Remove or rename "
             f"that account, or give this deployment another account prefix."
         )
-    for group in groups:
-        members = grp.getgrnam(group).gr_mem
-        if name not in members:
-            _run(["usermod", "--append", "--groups", group, name], f"add {name} to {group}")
+    add_to_groups(name, groups)
     return pw
 
 
-def ensure_user(name: str, home: Path) -> pwd.struct_passwd:
-    """A person's account `name` (no password, no login shell) with `home` 0700 its own.
+def in_group(name: str, group: str) -> bool:
+    """Whether the account `name` is a member of `group` (listed, or its primary group)."""
+    try:
+        info = grp.getgrnam(group)
+    except KeyError:
+        return False
+    pw = lookup(name)
+    return name in info.gr_mem or (pw is not None and pw.pw_gid == info.gr_gid)
+
+
+def add_to_groups(name: str, groups: Iterable[str]) -> None:
+    for group in groups:
+        if not in_group(name, group):
+            _run(["usermod", "--append", "--groups", group, name], f"add {name} to {group}")
+
+
+def ensure_user(name: str, home: Path, groups: Iterable[str] = ()) -> pwd.struct_passwd:
+    """A person's account `name` (no password, no login shell) with `home` 0700 its own,
+    member of `groups` (the embedded deployment's group of dshare users, which is what the
+    non-root hub's sudo rule names).
 
     An existing account is used as it is, unless it is root or a system account: mapping a
     hub user onto one of those would hand it that account's files.
@@ -184,6 +199,7 @@ def ensure_user(name: str, home: Path) -> pwd.struct_passwd:
             "username template."
         )
     ensure_private_dir(Path(pw.pw_dir), pw.pw_uid, pw.pw_gid)
+    add_to_groups(name, groups)
     return pw
 
 

@@ -143,7 +143,10 @@ def collect(layout: DemoLayout, scientists: list[str]) -> Needles:
     except ValueError:
         forms += [base64.b64decode(cookie)]
     needles.add("hub cookie secret", "hub secret", forms)
-    for path in sorted((layout.root / "secrets").glob("*")):
+    proxy_token = layout.hub_dir / "proxy-token"
+    if proxy_token.exists():
+        needles.add("hub proxy token", "hub secret", [proxy_token.read_bytes().strip()])
+    for path in sorted((layout.root / "secrets").glob("*-token")):
         if path.suffix != ".tmp":
             needles.add(f"secret file {path.name}", "hub secret", [path.read_bytes().strip()])
 
