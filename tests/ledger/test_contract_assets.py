@@ -345,8 +345,8 @@ async def test_unknown_function_and_wrong_arity(network):
         "UNKNOWN_FUNCTION",
         "unknown function 'DeleteEverything'; known: ApproveLease, DecideOutput, ExpireLeases, "
         "FinishRun, GetAsset, GetAssetHistory, GetLease, GetRun, ListExpiredLeases, "
-        "ListHeldOutputs, ListLeases, ListRuns, QueryAssets, RecordRun, RegisterAsset, RejectLease, ReleaseLease, "
-        "RequestLease, RetireAsset, UpdateAsset",
+        "ListHeldOutputs, ListLeases, ListRuns, QueryAssets, RecordRun, RegisterAsset, "
+        "RejectLease, ReleaseLease, RequestLease, RetireAsset, UpdateAsset",
     )
     await refused(
         network.uis.submit("GetAsset", "a", "b", actor="a"),
