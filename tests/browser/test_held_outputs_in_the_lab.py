@@ -4,6 +4,8 @@ in My runs what left the run and why the rest did not."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from heldrun import run_copying_workflow
 from hubclient import HubSession
@@ -56,5 +58,7 @@ async def test_admin_decides_held_outputs_and_the_scientist_reads_why(open_lab, 
         output = item.locator(f'[data-testid="dshare-output-item"][data-path="{path}"]')
         await expect(output.get_by_test_id("dshare-output-status")).to_have_text(text)
     await scientist.shot("run-outputs")
+    # The released copy goes again: later suites scan homes for raw data.
+    shutil.rmtree(deployment.layout.homes / "uib-scientist" / "review")
     for lab in (admin, scientist):
         assert lab.page_errors == [] and lab.dialogs == []

@@ -10,6 +10,7 @@ released, which denied and why. Nobody else can see the queue or decide on it.
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pytest
 from heldrun import run_copying_workflow
@@ -121,3 +122,6 @@ async def test_held_files_are_decided_by_the_owner_and_only_released_ones_arrive
     digest = hashlib.sha256(delivered.read_bytes()).hexdigest()
     assert digest == files["review/copy-a.txt"]["sha256"]
     assert not (home / "review" / "copy-b.txt").exists()
+    # The scientist deletes what the owner let out: later suites (the attacker's scans)
+    # find raw data in no home unless it is theirs to see.
+    shutil.rmtree(home / "review")
