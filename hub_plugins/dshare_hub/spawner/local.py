@@ -183,6 +183,10 @@ class DShareSimpleLocalSpawner(_DShareLocalMixin, SimpleLocalProcessSpawner):
         return await super().start()
 
 
+class HomeWriterError(RuntimeError):
+    """The home writer could not run as the user, or failed; the message says why."""
+
+
 class DShareSystemLocalSpawner(_DShareLocalMixin, LocalProcessSpawner):
     """One OS user per JupyterHub user (JupyterHub's LocalProcessSpawner), dshare-aware.
 
@@ -271,20 +275,14 @@ class DShareSystemLocalSpawner(_DShareLocalMixin, LocalProcessSpawner):
         links: dict[str, str] | None = None,
     ) -> SkeletonResult:
         pw = self._pw()
-        if os.geteuid() != 0 or pw.pw_uid == os.geteuid():
+        if pw.pw_uid == os.geteuid():
             return super().dshare_write_home(skeletons, magic=magic, links=links)
         request = json.dumps(
             {"home": pw.pw_dir, "skeletons": skeletons, "magic": magic, "links": links or {}}
         )
         try:
-            out = system_users.run_as(
-                pw,
-                [sys.executable, "-I", "-m", "dshare_hub.spawner.skeleton"],
-                input=request,
-                cwd=pw.pw_dir,
-            )
-            answer = json.loads(out)
-        except (system_users.AccountError, ValueError) as e:
+            answer = json.loads(self.dshare_run_home_writer(pw, request))
+        except (HomeWriterError, ValueError) as e:
             self.log.error("writing dataset skeletons for %s failed: %s", self.user.name, e)
             raise DShareSpawnError(
                 "dshare could not write the dataset skeletons into your home (~/datasets). "
@@ -299,6 +297,20 @@ class DShareSystemLocalSpawner(_DShareLocalMixin, LocalProcessSpawner):
             magic_error=str(answer.get("magic_error", "")),
             linked=list(answer.get("linked", [])),
         )
+
+    def dshare_run_home_writer(self, pw: pwd.struct_passwd, request: str) -> str:
+        """Override point: run the home writer (`dshare_hub.spawner.skeleton`) as the user
+        with `request` on its stdin; its JSON answer, or HomeWriterError saying why. Here a
+        root hub switches to the user itself."""
+        try:
+            return system_users.run_as(
+                pw,
+                [sys.executable, "-I", "-m", "dshare_hub.spawner.skeleton"],
+                input=request,
+                cwd=pw.pw_dir,
+            )
+        except system_users.AccountError as e:
+            raise HomeWriterError(str(e)) from None
 
     async def start(self) -> Any:
         self.dshare_identity()  # no OS account for someone dshare refuses anyway

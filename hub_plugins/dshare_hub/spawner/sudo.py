@@ -33,8 +33,7 @@ from traitlets import Unicode, default
 
 from . import system_users
 from .base import DShareSpawnError
-from .local import DShareSystemLocalSpawner
-from .skeleton import SkeletonResult
+from .local import DShareSystemLocalSpawner, HomeWriterError
 
 
 def _beside_python(name: str) -> str:
@@ -152,34 +151,11 @@ class DShareSudoSpawner(DShareSystemLocalSpawner):
             ) from None
         return self._pw()
 
-    def dshare_write_home(
-        self,
-        skeletons: dict[str, list[str]],
-        *,
-        magic: bool,
-        links: dict[str, str] | None = None,
-    ) -> SkeletonResult:
-        pw = self._pw()
-        request = json.dumps(
-            {"home": pw.pw_dir, "skeletons": skeletons, "magic": magic, "links": links or {}}
-        )
+    def dshare_run_home_writer(self, pw: pwd.struct_passwd, request: str) -> str:
         try:
-            answer = json.loads(run_sudo(["-u", pw.pw_name, self.write_home_path], input=request))
-        except (SudoRefused, ValueError) as e:
-            self.log.error("writing dataset skeletons for %s failed: %s", self.user.name, e)
-            raise DShareSpawnError(
-                "dshare could not write the dataset skeletons into your home (~/datasets). "
-                "Make ~/datasets a directory you own (or remove it); then start again.",
-                reason="dshare_skeletons",
-                status_code=500,
-            ) from None
-        return SkeletonResult(
-            written=list(answer.get("written", [])),
-            removed=list(answer.get("removed", [])),
-            kept=list(answer.get("kept", [])),
-            magic_error=str(answer.get("magic_error", "")),
-            linked=list(answer.get("linked", [])),
-        )
+            return run_sudo(["-u", pw.pw_name, self.write_home_path], input=request)
+        except SudoRefused as e:
+            raise HomeWriterError(str(e)) from None
 
     def make_preexec_fn(self, name: str = "") -> Callable[[], None]:
         raise NotImplementedError("DShareSudoSpawner switches users through sudo only")
