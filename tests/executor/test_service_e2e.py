@@ -94,6 +94,17 @@ async def wait_gate(w: World, run_id: str, timeout: float = 120) -> dict[str, An
     raise AssertionError(f"run {run_id} did not finish: {view}")
 
 
+async def run_one_job(w: World, broker_dir: Path, run_id: str, job: str, **over: Any):
+    """Submit a run of `job` (then `true`) over the words lease as UiS's broker and wait for
+    the gate; (its view, the scientist's home, the owner's data directory)."""
+    data = data_dir(w.top)
+    home = home_of(w.top)
+    handle = await materialize(broker_dir, data, run_id)
+    body = run_body(run_id, home, handle, manifest(run_id, job, "true"), "", **over)
+    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
+    return await wait_gate(w, run_id), home, data
+
+
 @pytest.mark.asyncio
 async def test_a_two_job_run_is_sandboxed_gated_and_delivered(world) -> None:
     w, broker_dir = world
@@ -258,20 +269,10 @@ async def test_a_lessee_broker_cannot_loosen_the_owners_release_policy(world) ->
     # The submitting broker is the lessee's (UiS here). It claims the owner lets everything
     # out; the owner's record beside the handle says "checks", and the copy is held.
     w, broker_dir = world
-    data = data_dir(w.top)
-    home = home_of(w.top)
-    handle = await materialize(broker_dir, data, "run-lax")
     lax = {"lease-1": {"owner_org": "UiO", "release": {"mode": "auto", "checks": []}}}
-    body = run_body(
-        "run-lax",
-        home,
-        handle,
-        manifest("run-lax", "cp /data/words/x.txt c.txt", "true"),
-        "",
-        policies=lax,
+    view, home, _data = await run_one_job(
+        w, broker_dir, "run-lax", "cp /data/words/x.txt c.txt", policies=lax
     )
-    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
-    view = await wait_gate(w, "run-lax")
     assert [(o["path"], o["decision"]) for o in view["outputs"]] == [("c.txt", "held")]
     assert not (home / "c.txt").exists()
 
@@ -317,13 +318,9 @@ async def test_a_broker_delivers_only_to_its_own_users_own_account(world) -> Non
 async def test_a_failed_jobs_message_does_not_carry_its_log_past_the_gate(world) -> None:
     # The log is gated like a file; the run's message must not quote it on the side.
     w, broker_dir = world
-    data = data_dir(w.top)
-    home = home_of(w.top)
-    handle = await materialize(broker_dir, data, "run-tail")
-    job = "head -n 5 /data/words/x.txt; exit 3"
-    body = run_body("run-tail", home, handle, manifest("run-tail", job, "true"), "")
-    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
-    view = await wait_gate(w, "run-tail")
+    view, _home, _data = await run_one_job(
+        w, broker_dir, "run-tail", "head -n 5 /data/words/x.txt; exit 3"
+    )
     assert (view["state"], view["message"]) == ("failed", "job count failed (exit code 3)")
     assert "quick brown fox" not in json.dumps(view)
 
@@ -333,14 +330,9 @@ async def test_a_file_named_after_the_data_is_held_and_shown_redacted(world) -> 
     # Names leave a run as surely as contents: the job names a file with the data's first
     # 120 bytes. Nobody but the home, after the owner's release, learns that name.
     w, broker_dir = world
-    data = data_dir(w.top)
-    home = home_of(w.top)
-    secret = (data / "x.txt").read_text()[:120]
-    handle = await materialize(broker_dir, data, "run-name")
     job = "python3 -c \"open(open('/data/words/x.txt').read()[:120], 'w').write('42')\""
-    body = run_body("run-name", home, handle, manifest("run-name", job, "true"), "")
-    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
-    view = await wait_gate(w, "run-name")
+    view, home, data = await run_one_job(w, broker_dir, "run-name", job)
+    secret = (data / "x.txt").read_text()[:120]
     (named,) = [o for o in view["outputs"] if o["size"] == 2]
     assert named["path"].startswith("redacted-") and named["decision"] == "held"
     assert named["checks"][0]["message"].startswith("the name of this file copies lease")
@@ -359,14 +351,9 @@ async def test_a_file_named_after_the_data_is_held_and_shown_redacted(world) -> 
 @pytest.mark.asyncio
 async def test_a_file_the_ledger_cannot_record_is_not_delivered(world) -> None:
     w, broker_dir = world
-    data = data_dir(w.top)
-    home = home_of(w.top)
     deep = "/".join(["d" * 200] * 6)
-    handle = await materialize(broker_dir, data, "run-deep")
     job = f"mkdir -p {deep} && echo 42 > {deep}/r.txt && echo ok > ok.txt"
-    body = run_body("run-deep", home, handle, manifest("run-deep", job, "true"), "")
-    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
-    view = await wait_gate(w, "run-deep")
+    view, home, _data = await run_one_job(w, broker_dir, "run-deep", job)
     assert [o["path"] for o in view["outputs"] if not o["path"].startswith(".dshare")] == ["ok.txt"]
     assert any("longer than 1024 characters" in warning for warning in view["warnings"])
     assert (home / "ok.txt").exists() and not (home / ("d" * 200)).exists()
@@ -375,18 +362,9 @@ async def test_a_file_the_ledger_cannot_record_is_not_delivered(world) -> None:
 @pytest.mark.asyncio
 async def test_jobs_run_under_the_configured_limits(world) -> None:
     w, broker_dir = world
-    data = data_dir(w.top)
-    home = home_of(w.top)
-    handle = await materialize(broker_dir, data, "run-lim")
-    body = run_body(
-        "run-lim",
-        home,
-        handle,
-        manifest("run-lim", "cat /proc/self/limits > limits.txt", "true"),
-        "",
+    view, home, _data = await run_one_job(
+        w, broker_dir, "run-lim", "cat /proc/self/limits > limits.txt"
     )
-    assert (await w.call("POST", "/runs", "uis-token", body)).code == 202
-    view = await wait_gate(w, "run-lim")
     assert view["state"] == "succeeded", view
     rows = {
         line[:26].strip(): line[26:].split()[:2]
