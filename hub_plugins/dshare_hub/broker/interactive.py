@@ -68,9 +68,7 @@ class InteractiveViews:
             if lease.get("state") != "active" or not lease.get("interactive"):
                 continue
             try:
-                asset = await self.broker._evaluate(
-                    "GetAsset", str(lease["asset_id"]), actor=caller.user
-                )
+                asset = await self.broker.asset_record(str(lease["asset_id"]), caller.user)
                 if not _interactive(asset):
                     continue  # the owner turned it off: a skeleton again
                 if lease["owner_org"] == self.broker.org:
@@ -166,20 +164,8 @@ class InteractiveViews:
                 "BrokerApp.interactive_views_dir is not set); read it in a workflow",
             )
         broker = self.broker
-        lease = await broker._evaluate("GetLease", lease_id, actor=user)
-        if lease["owner_org"] != broker.org:
-            raise ApiError(
-                "NOT_OWNER", f"lease '{lease_id}' is for an asset of {lease['owner_org']}"
-            )
-        if lease["lessee_org"] != org or lease["lessee_user"] != user:
-            raise ApiError(
-                "NOT_LESSEE", f"lease '{lease_id}' does not belong to user '{user}' of '{org}'"
-            )
-        if lease["state"] == "expired":
-            raise ApiError("LEASE_EXPIRED", f"lease '{lease_id}' expired at {lease['expires_at']}")
-        if lease["state"] != "active":
-            raise ApiError("INVALID_STATE", f"lease '{lease_id}' is {lease['state']}, not active")
-        asset = await broker._evaluate("GetAsset", lease["asset_id"], actor=user)
+        lease = await broker.lessee_lease(lease_id, user, org)
+        asset = await broker.asset_record(lease["asset_id"], user)
         if not (lease.get("interactive") and _interactive(asset)):
             raise ApiError(
                 "POLICY_DENIED",

@@ -392,6 +392,12 @@ class Broker:
         log.info("%s %s output %s of run %s", caller.user, verb, path, run_id)
         return decided
 
+    async def asset_record(self, asset_id: str, actor: str) -> dict[str, Any]:
+        """The asset as the ledger keeps it (sealed storage included): for this org's own
+        checks, never for a reply."""
+        asset: dict[str, Any] = await self._evaluate("GetAsset", asset_id, actor=actor)
+        return asset
+
     async def held_outputs(self, caller: Caller) -> list[dict[str, Any]]:
         """Runs over this org's data with files that wait for its decision (admins only)."""
         self.require_admin(caller, "review what leaves runs over its data")
@@ -399,9 +405,10 @@ class Broker:
         items: list[dict[str, Any]] = result["items"]
         return items
 
-    async def mount_for(self, *, lease_id: str, run_id: str, user: str, org: str) -> dict[str, Any]:
-        """Materialize a lease of one of this org's assets, after checking on the ledger."""
-        lease = await self._evaluate("GetLease", lease_id, actor=user)
+    async def lessee_lease(self, lease_id: str, user: str, org: str) -> dict[str, Any]:
+        """One of this org's leases, read from the ledger: active, and held by `user` of
+        `org` (what an owner checks before it mounts or shows anything for a lessee)."""
+        lease: dict[str, Any] = await self._evaluate("GetLease", lease_id, actor=user)
         if lease["owner_org"] != self.org:
             raise ApiError(
                 "NOT_OWNER", f"lease '{lease_id}' is for an asset of {lease['owner_org']}"
@@ -414,6 +421,11 @@ class Broker:
             raise ApiError("LEASE_EXPIRED", f"lease '{lease_id}' expired at {lease['expires_at']}")
         if lease["state"] != "active":
             raise ApiError("INVALID_STATE", f"lease '{lease_id}' is {lease['state']}, not active")
+        return lease
+
+    async def mount_for(self, *, lease_id: str, run_id: str, user: str, org: str) -> dict[str, Any]:
+        """Materialize a lease of one of this org's assets, after checking on the ledger."""
+        lease = await self.lessee_lease(lease_id, user, org)
         run = await self._evaluate("GetRun", run_id, actor=user)
         if run["org"] != org or run["user"] != user or lease_id not in run["lease_ids"]:
             raise ApiError(
