@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from hubclient import HubSession
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from rogue_broker import as_broker, rogue_body, rogue_manifest
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -168,91 +168,28 @@ async def test_storage_roots_refuse_a_dataset_outside_them_and_store_nothing(dep
         assert status == 404, f"a refused dataset ({target}) was stored"
 
 
-def _broker_token(org: str) -> str:
-    """The hub-issued token of `org`'s running broker, read from its environment (as root:
-    what a broker that went rogue holds)."""
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        env = dict(e.split(b"=", 1) for e in environ if b"=" in e)
-        if (
-            b"dshare_hub.broker" in b" ".join(cmdline)
-            and env.get(b"JUPYTERHUB_SERVICE_NAME") == f"dshare-{org.lower()}".encode()
-        ):
-            return env[b"JUPYTERHUB_API_TOKEN"].decode()
-    raise AssertionError(f"no running broker of {org}")
-
-
-def _bare_run(run_id: str, org: str, user: str, account: pwd.struct_passwd) -> dict:
-    """A run of one job that reads no data, as a broker hands one to the executor."""
-    return {
-        "run_id": run_id,
-        "org": org,
-        "user": user,
-        "home": account.pw_dir,
-        "uid": account.pw_uid,
-        "gid": account.pw_gid,
-        "manifest": {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Workflow",
-            "metadata": {"generateName": "bare-"},
-            "spec": {
-                "entrypoint": "dshare-dag",
-                "templates": [
-                    {"name": "dshare-dag", "dag": {"tasks": [{"name": "j", "template": "j"}]}},
-                    {
-                        "name": "j",
-                        "container": {
-                            "image": "x",
-                            "command": ["/bin/sh", "-c"],
-                            "args": ["echo planted > planted.txt"],
-                            "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
-                        },
-                    },
-                ],
-                "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-x"}}],
-            },
-        },
-        "home_claim": "claim-x",
-        "mounts": {},
-        "workspace": "",
-    }
-
-
 async def test_a_broker_cannot_have_results_delivered_into_another_orgs_home(deployment):
     # UiO's broker, gone rogue, asks the executor to run something "for" UiS's scientist, or
     # for its own scientist but into UiS's scientist's home. Both refused; its own user's run
     # with the very same body is accepted, so the refusals are the executor's checks.
     layout = deployment.layout
-    token = _broker_token("UiO")
     victim = pwd.getpwnam(layout.user_template.format(username="uis-scientist"))
-    own = pwd.getpwnam(layout.user_template.format(username="uio-scientist"))
-    client = AsyncHTTPClient()
+    manifest = rogue_manifest([], [], "echo planted > planted.txt")
 
-    async def submit(body: dict) -> tuple[int, dict]:
-        reply = await client.fetch(
-            HTTPRequest(
-                layout.executor_url + "api/v1/runs",
-                method="POST",
-                body=json.dumps(body),
-                headers={"Authorization": f"token {token}"},
-            ),
-            raise_error=False,
-        )
-        return reply.code, json.loads(reply.body or b"{}")
+    async def submit(run_id: str, user: str, account: pwd.struct_passwd) -> tuple[int, dict]:
+        body = rogue_body(layout, run_id, manifest, {}, user=user, account=account)
+        return await as_broker(layout, "UiO", "runs", body)
 
     tag = uuid.uuid4().hex[:8]
-    status, body = await submit(_bare_run(f"rogue-{tag}-1", "UiO", "uis-scientist", victim))
+    status, body = await submit(f"rogue-{tag}-1", "uis-scientist", victim)
     assert (status, body["field"]) == (403, "user"), body
     assert body["message"] == (
         "user 'uis-scientist' is not a member of UiO; a broker submits runs of its own "
         "organization's users only"
     )
-    status, body = await submit(_bare_run(f"rogue-{tag}-2", "UiO", "uio-scientist", victim))
+    status, body = await submit(f"rogue-{tag}-2", "uio-scientist", victim)
     assert (status, body["field"]) == (403, "uid"), body
     assert not (Path(victim.pw_dir) / "planted.txt").exists()
-    status, body = await submit(_bare_run(f"rogue-{tag}-3", "UiO", "uio-scientist", own))
+    own = pwd.getpwnam(layout.user_template.format(username="uio-scientist"))
+    status, body = await submit(f"rogue-{tag}-3", "uio-scientist", own)
     assert status == 202, body

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from hubclient import HubSession
+from rogue_broker import as_broker, rogue_body, rogue_manifest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -105,44 +106,6 @@ async def _run_view(session: HubSession, run_id: str) -> dict[str, Any]:
             return run
         await asyncio.sleep(0.5)
     raise AssertionError(f"run {run_id} did not end: {run}")
-
-
-def _broker_token(layout, org: str) -> str:
-    """The hub-issued token of `org`'s running broker of THIS deployment (other test
-    sessions may run theirs), read from its environment as root: what a rogue broker holds."""
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        env = dict(e.split(b"=", 1) for e in environ if b"=" in e)
-        mine = str(layout.root).encode()
-        if (
-            b"dshare_hub.broker" in b" ".join(cmdline)
-            and (mine in b" ".join(cmdline) or any(mine in v for v in env.values()))
-            and env.get(b"JUPYTERHUB_SERVICE_NAME") == f"dshare-{org.lower()}".encode()
-        ):
-            return env[b"JUPYTERHUB_API_TOKEN"].decode()
-    raise AssertionError(f"no running broker of {org}")
-
-
-async def _executor(layout, org: str, path: str, body: Any = None) -> tuple[int, dict]:
-    """Call the executor's API as `org`'s broker (its real token)."""
-    reply = await AsyncHTTPClient().fetch(
-        HTTPRequest(
-            layout.executor_url + "api/v1/" + path,
-            method="GET" if body is None else "POST",
-            body=None if body is None else json.dumps(body),
-            headers={"Authorization": f"token {_broker_token(layout, org)}"},
-            request_timeout=60,
-        ),
-        raise_error=False,
-    )
-    try:
-        return reply.code, json.loads(reply.body or b"{}")
-    except ValueError:
-        return reply.code, {"raw": (reply.body or b"").decode(errors="replace")}
 
 
 def _files_under(top: Path) -> dict[str, str]:
@@ -311,19 +274,19 @@ async def test_only_the_holding_owner_can_release_a_held_file(deployment, logins
     assert status in (400, 403, 404, 409), body
 
     # Rogue brokers at the executor, with their real service tokens.
-    status, body = await _executor(layout, "UiO", decide, approve)
+    status, body = await as_broker(layout, "UiO", decide, approve)
     assert (status, body.get("code")) == (403, "FORBIDDEN"), body
-    status, body = await _executor(layout, "UiO", decide, {**approve, "org": "UiS"})
+    status, body = await as_broker(layout, "UiO", decide, {**approve, "org": "UiS"})
     assert (status, body.get("code")) == (403, "FORBIDDEN"), body
     for org in ("UiB",):
-        status, body = await _executor(layout, org, decide, approve)
+        status, body = await as_broker(layout, org, decide, approve)
         assert (status, body.get("code")) == (404, "RUN_NOT_FOUND"), body
-        status, body = await _executor(layout, org, f"runs/{run_id}")
+        status, body = await as_broker(layout, org, f"runs/{run_id}")
         assert status == 404, body
 
     # Still held everywhere, never delivered.
     assert not (home / "rt-held" / "copy.txt").exists()
-    status, view = await _executor(layout, "UiS", f"runs/{run_id}")
+    status, view = await as_broker(layout, "UiS", f"runs/{run_id}")
     assert status == 200, view
     entry = next(o for o in view["outputs"] if o["path"] == "rt-held/copy.txt")
     assert entry["decision"] == "held"
@@ -339,7 +302,7 @@ async def test_only_the_holding_owner_can_release_a_held_file(deployment, logins
         f"dshare/api/{decide}", "POST", {**approve, "approve": False, "reason": "raw corpus"}
     )
     assert status == 200, body
-    status, body = await _executor(layout, "UiS", decide, approve)
+    status, body = await as_broker(layout, "UiS", decide, approve)
     assert status == 409 or body.get("code") == "INVALID_STATE", body
     assert not staged.exists()
     assert not (home / "rt-held" / "copy.txt").exists()
@@ -364,54 +327,6 @@ async def test_the_held_queue_is_for_the_owners_admins_only(deployment, logins, 
 
 
 # -- 3. a rogue broker at the executor -------------------------------------------------
-
-
-def _manifest(volumes: list[dict], mounts: list[dict], script: str, **container: Any) -> dict:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"generateName": "rogue-"},
-        "spec": {
-            "entrypoint": "dshare-dag",
-            "templates": [
-                {"name": "dshare-dag", "dag": {"tasks": [{"name": "j", "template": "j"}]}},
-                {
-                    "name": "j",
-                    "container": {
-                        "image": "x",
-                        "command": ["/bin/sh", "-c"],
-                        "args": [script],
-                        "volumeMounts": [
-                            {"name": "home", "mountPath": "/home/jovyan"},
-                            *mounts,
-                        ],
-                        "workingDir": "/home/jovyan",
-                        **container,
-                    },
-                },
-            ],
-            "volumes": [
-                {"name": "home", "persistentVolumeClaim": {"claimName": "claim-x"}},
-                *volumes,
-            ],
-        },
-    }
-
-
-def _body(layout, run_id: str, manifest: dict, mounts: dict, user: str = SCIENTIST) -> dict:
-    account = pwd.getpwnam(layout.user_template.format(username=user))
-    return {
-        "run_id": run_id,
-        "org": "UiO",
-        "user": user,
-        "home": account.pw_dir,
-        "uid": account.pw_uid,
-        "gid": account.pw_gid,
-        "manifest": manifest,
-        "home_claim": "claim-x",
-        "mounts": mounts,
-        "workspace": "",
-    }
 
 
 def _owner_record(layout, run_id: str, lease_id: str, *, user: str = SCIENTIST, **extra) -> Path:
@@ -467,7 +382,7 @@ async def test_forged_handles_are_refused(deployment, scientist):
     tag = uuid.uuid4().hex[:8]
     real_run = f"R-rt{tag}a"
     handle = _owner_record(layout, real_run, lease_id)
-    manifest = _manifest(DATA_VOLUME, DATA_MOUNT, "cat /data/* > copy.txt")
+    manifest = rogue_manifest(DATA_VOLUME, DATA_MOUNT, "cat /data/* > copy.txt")
     root = layout.org_dir("UiS") / "broker" / "mounts"
     uio_root = layout.org_dir("UiO") / "broker" / "mounts"
     storage = layout.storage_root("UiS") / "lorem-corpus"
@@ -502,8 +417,8 @@ async def test_forged_handles_are_refused(deployment, scientist):
             _owner_record(layout, real_run, lease_id)
             _owner_record(layout, expired, lease_id, expires_at=old)
             _owner_record(layout, other_user, lease_id, user="uio-admin")
-            body = _body(layout, run_id, manifest, {CLAIM: mount})
-            status, reply = await _executor(layout, "UiO", "runs", body)
+            body = rogue_body(layout, run_id, manifest, {CLAIM: mount})
+            status, reply = await as_broker(layout, "UiO", "runs", body)
             assert status in (400, 403, 409, 410), (name, status, reply)
             assert reply.get("code") in (
                 "MOUNT_REFUSED",
@@ -512,11 +427,13 @@ async def test_forged_handles_are_refused(deployment, scientist):
                 "FORBIDDEN",
             ), (name, reply)
             assert str(storage) not in json.dumps(reply), (name, reply)
-            status, _ = await _executor(layout, "UiO", f"runs/{run_id}")
+            status, _ = await as_broker(layout, "UiO", f"runs/{run_id}")
             assert status == 404, f"{name}: a refused run was recorded"
         # The handle's own run, for a user of another org: refused before any mount.
-        body = _body(layout, real_run, manifest, {CLAIM: _mount(handle, lease_id)}, "uis-admin")
-        status, reply = await _executor(layout, "UiO", "runs", body)
+        body = rogue_body(
+            layout, real_run, manifest, {CLAIM: _mount(handle, lease_id)}, "uis-admin"
+        )
+        status, reply = await as_broker(layout, "UiO", "runs", body)
         assert status in (400, 403) and reply.get("field") == "user", reply
     finally:
         for run_id in (real_run, expired, other_user):
@@ -546,8 +463,8 @@ async def _rogue_run(layout, lease_id: str, manifest: dict, data_gid: int) -> tu
         try:
             _owner_record(layout, run_id, lease_id)
             mount = _mount(root / run_id / lease_id, lease_id, data_gid=data_gid)
-            body = _body(layout, run_id, manifest, {CLAIM: mount})
-            status, reply = await _executor(layout, "UiO", "runs", body)
+            body = rogue_body(layout, run_id, manifest, {CLAIM: mount})
+            status, reply = await as_broker(layout, "UiO", "runs", body)
         finally:
             subprocess.run(["rm", "-rf", str(root / run_id)], check=False)
         if status == 202:
@@ -555,7 +472,7 @@ async def _rogue_run(layout, lease_id: str, manifest: dict, data_gid: int) -> tu
         assert reply.get("code") == "MOUNT_REFUSED", reply
     assert status == 202, reply
     for _ in range(240):
-        status, view = await _executor(layout, "UiO", f"runs/{run_id}")
+        status, view = await as_broker(layout, "UiO", f"runs/{run_id}")
         if view.get("gate_done"):
             return run_id, view
         await asyncio.sleep(0.5)
@@ -570,15 +487,15 @@ async def test_a_rogue_manifest_gets_no_write_no_group_and_no_host_path(deployme
 
     # hostPath volumes and claims without a lease mount are refused outright.
     run_id = f"R-rt{uuid.uuid4().hex[:8]}h"
-    host = _manifest(
+    host = rogue_manifest(
         [{"name": "data", "hostPath": {"path": str(layout.storage_root("UiS"))}}],
         DATA_MOUNT,
         "cat /data/*/* > copy.txt",
     )
-    status, reply = await _executor(layout, "UiO", "runs", _body(layout, run_id, host, {}))
+    status, reply = await as_broker(layout, "UiO", "runs", rogue_body(layout, run_id, host, {}))
     assert (status, reply.get("code")) == (400, "INVALID_ARGUMENT"), reply
-    unbound = _manifest(DATA_VOLUME, DATA_MOUNT, "ls /data")
-    status, reply = await _executor(layout, "UiO", "runs", _body(layout, run_id, unbound, {}))
+    unbound = rogue_manifest(DATA_VOLUME, DATA_MOUNT, "ls /data")
+    status, reply = await as_broker(layout, "UiO", "runs", rogue_body(layout, run_id, unbound, {}))
     assert (status, reply.get("code")) == (400, "INVALID_ARGUMENT"), reply
 
     # The lease's claim asked read-write; a data group the broker picked (shadow);
@@ -587,7 +504,7 @@ async def test_a_rogue_manifest_gets_no_write_no_group_and_no_host_path(deployme
         "securityContext": {"privileged": True, "runAsUser": 0},
         "env": [{"name": "LD_LIBRARY_PATH", "value": "/nonexistent"}],
     }
-    writable = _manifest(
+    writable = rogue_manifest(
         [{"name": "rw", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": False}}],
         [{"name": "rw", "mountPath": "/data/rw", "readOnly": False}],
         NOSY_JOB,
@@ -597,7 +514,7 @@ async def test_a_rogue_manifest_gets_no_write_no_group_and_no_host_path(deployme
         {"name": "i", "image": "x", "command": ["touch", "/tmp/init-ran"]}
     ]
     # The same claim twice, the second time read-write (the executor forces one of them).
-    twice = _manifest(
+    twice = rogue_manifest(
         [
             {"name": "ro", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}},
             {"name": "rw", "persistentVolumeClaim": {"claimName": CLAIM}},
@@ -627,7 +544,7 @@ async def test_a_rogue_manifest_gets_no_write_no_group_and_no_host_path(deployme
     assert oct((corpus_dir / "part-001.txt").stat().st_mode & 0o777) == "0o640"
 
 
-async def test_an_unknown_caller_cannot_use_the_executor(deployment):
+async def test_an_unknown_caller_cannot_use_theas_broker(deployment):
     layout = deployment.layout
     reply = await AsyncHTTPClient().fetch(
         HTTPRequest(

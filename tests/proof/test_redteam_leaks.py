@@ -23,12 +23,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rogue_broker import as_broker, rogue_body, rogue_manifest
 from test_redteam import (
     SCIENTIST,
-    _body,
     _corpus,
-    _executor,
-    _manifest,
     _run,
     _run_view,
     scientist,  # noqa: F401
@@ -111,7 +109,7 @@ async def test_a_rogue_broker_cannot_point_its_own_handle_outside_its_storage(
         "open(os.path.join(root, run, lease + '.json'), 'w').write(record)\n"
         "os.symlink(target, os.path.join(root, run, lease))\n"
     )
-    manifest = _manifest(
+    manifest = rogue_manifest(
         [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
         [{"name": "data", "mountPath": "/data"}],
         "mkdir -p rt-rogue; cat /data/* > rt-rogue/uis-corpus.txt 2>/dev/null; ls -la /data",
@@ -143,15 +141,15 @@ async def test_a_rogue_broker_cannot_point_its_own_handle_outside_its_storage(
                 ],
                 check=True,
             )
-            status, reply = await _executor(
-                layout, "UiO", "runs", _body(layout, run_id, manifest, {"c": mount})
+            status, reply = await as_broker(
+                layout, "UiO", "runs", rogue_body(layout, run_id, manifest, {"c": mount})
             )
             if status != 400 or reply.get("code") != "MOUNT_REFUSED":
                 break
         print("SUBMIT", status, reply.get("code"), reply.get("message"))
         if status == 202:
             for _ in range(240):
-                status, view = await _executor(layout, "UiO", f"runs/{run_id}")
+                status, view = await as_broker(layout, "UiO", f"runs/{run_id}")
                 if view.get("gate_done"):
                     break
                 await asyncio.sleep(0.5)
