@@ -20,7 +20,7 @@ LABEXT_SRC := $(shell find labextension/src labextension/style labextension/sche
 export PATH := $(BIN):$(CURDIR)/$(NODE_TOOLS):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test lint typecheck lock clean bench proof
+.PHONY: demo test install install-test k8s-tools lint typecheck lock clean bench proof
 
 demo: install
 	bash scripts/python-reachable.sh $(VENV)
@@ -32,7 +32,14 @@ test: install-test
 
 install: .make/system-demo $(VENV)/.installed $(NODE_TOOLS)/configurable-http-proxy $(LABEXT_OUT)
 
-install-test: install .make/system-test $(VENV_JH5)/.installed
+install-test: install .make/system-test $(VENV_JH5)/.installed k8s-tools
+
+# The Kubernetes test control plane (kube-apiserver, controller-manager, scheduler, etcd,
+# kwok, the Argo controller, helm), built from the Go module proxy into a cache outside the
+# checkout; rebuilt only when a pin in tools/go/ changes (about 15 minutes from nothing,
+# under a second from the cache, so it always runs: the cache may have gone).
+k8s-tools:
+	bash scripts/k8s-tools.sh
 
 .make/system-demo: scripts/system-deps.sh
 	@mkdir -p .make
@@ -92,5 +99,5 @@ lock:
 	 /tmp/dshare-lock/bin/pip freeze --exclude-editable | grep -v '^dshare') > requirements/constraints.txt
 
 clean:
-	rm -rf $(VENV) $(VENV_JH5) .make labextension/node_modules tools/node_modules \
+	rm -rf $(VENV) $(VENV_JH5) .make .k8s-bin labextension/node_modules tools/node_modules \
 	       server_extension/dshare_server/labextension
