@@ -31,6 +31,8 @@ USER_NAMESPACE_PREFIX = "dshare-u-"
 USER_NAMESPACE_LABEL = "dshare.io/user-namespace"
 BROKER_PORT = 8080
 WORKFLOW_SERVICE_ACCOUNT = "dshare-workflow"
+# The label every object a broker mounts carries (dshare_hub.k8s.names.LABEL_OWNER_ORG).
+OWNER_ORG_LABEL = "dshare.io/owner-org"
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 
@@ -78,18 +80,20 @@ HUB_CLUSTER_RULES: list[Obj] = [
     # short-lived projected token (TokenRequest) mounted for %dshare_run.
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "delete"]},
     {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    # update: every spawn replaces the Role and RoleBinding, so their rules are exactly
+    # dshare's even if someone widened them.
     {
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["roles", "rolebindings"],
-        "verbs": ["get", "create", "delete"],
+        "verbs": ["get", "create", "update", "delete"],
     },
     # Kubernetes refuses to let anyone create a Role granting rights they do not hold
-    # themselves, so the hub must hold what the per-user Role grants: Argo Workflows and
-    # pod logs. It never uses them itself.
+    # themselves, so the hub must hold what the per-user Role grants: reading Argo
+    # Workflows and pod logs. It never uses them itself.
     {
         "apiGroups": ["argoproj.io"],
         "resources": ["workflows"],
-        "verbs": ["get", "list", "watch", "create", "delete"],
+        "verbs": ["get", "list", "watch"],
     },
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     # ...and the right to bind (only) the workflow executor role in user namespaces.
@@ -109,25 +113,33 @@ HUB_CLUSTER_RULES: list[Obj] = [
 
 # What an org broker does when it materializes a lease and when its reaper cleans up.
 BROKER_CLUSTER_RULES: list[Obj] = [
-    # PersistentVolumes are cluster-scoped objects: there is no namespaced way to create
-    # one. The reaper lists them by label to find what an expired lease left behind.
-    {
-        "apiGroups": [""],
-        "resources": ["persistentvolumes"],
-        "verbs": ["get", "list", "create", "delete"],
-    },
+    # PersistentVolumes are cluster-scoped: there is no namespaced way to create one. No
+    # get or list: another org's PVs name its shares and buckets. The broker finds its own
+    # through the Secrets in its own namespace, and dshare-broker-scope lets it create and
+    # delete only PVs labelled with its own org.
+    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create", "delete"]},
     # the claim in the user's namespace (namespaces are created on demand, hence cluster-wide;
-    # the dshare-broker-scope admission policy pins writes to user namespaces)
+    # dshare-broker-scope pins writes to user namespaces and to the broker's own claims)
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"]},
+]
+
+# In the org's own Secret namespace only: the storage credential the PV's CSI driver reads,
+# one per mount, and the broker's record of what it mounted (an empty Secret for storage
+# without credentials), which its reaper lists after a restart. No other org's broker, no
+# hub and no user holds any right there.
+BROKER_SECRET_RULES: list[Obj] = [
     {
         "apiGroups": [""],
-        "resources": ["persistentvolumeclaims"],
-        "verbs": ["get", "list", "create", "delete"],
+        "resources": ["secrets"],
+        "verbs": ["get", "list", "create", "update", "delete"],
     },
-    # the storage credential Secret the PV's CSI driver reads. Create and delete only: the
-    # broker wrote it, so it never needs to read it back, and get/list would expose every
-    # Secret in the cluster.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]},
 ]
+
+
+def secret_namespace(org: str) -> str:
+    """Where an org broker keeps the credentials of what it mounts (BrokerApp's default)."""
+    return f"dshare-secrets-{org.lower()}"
+
 
 # Argo's executor (init/wait containers) reports results through WorkflowTaskResults.
 ARGO_EXECUTOR_RULES: list[Obj] = [
@@ -178,8 +190,8 @@ def broker_service_account(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
 
 
 def broker_rbac(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> list[Obj]:
-    return [
-        *(broker_service_account(org, namespace) for org in orgs),
+    objects: list[Obj] = [broker_service_account(org, namespace) for org in orgs]
+    objects += [
         cluster_role("dshare-broker", BROKER_CLUSTER_RULES),
         cluster_role_binding(
             "dshare-broker",
@@ -187,15 +199,51 @@ def broker_rbac(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) ->
             [(namespace, broker_service_name(org)) for org in orgs],
         ),
     ]
+    for org in orgs:
+        secrets = secret_namespace(org)
+        objects += [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": _meta(secrets, labels={"dshare.io/org": org}),
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": _meta("dshare-broker", secrets),
+                "rules": [dict(rule) for rule in BROKER_SECRET_RULES],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": _meta("dshare-broker", secrets),
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "dshare-broker",
+                },
+                "subjects": [
+                    {
+                        "kind": "ServiceAccount",
+                        "name": broker_service_name(org),
+                        "namespace": namespace,
+                    }
+                ],
+            },
+        ]
+    return objects
 
 
 def broker_scope_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
-    """Admission policy: a broker may write Secrets and PVCs only in user namespaces.
+    """Admission policy: a broker writes only its own org's mounts, claims only in user
+    namespaces, credentials only in its own Secret namespace.
 
-    RBAC cannot express "namespaces whose name starts with", so without this a broker's
-    cluster-wide create on Secrets would reach kube-system too.
+    RBAC cannot say "namespaces whose name starts with" or "objects labelled with my org",
+    so without this one broker could delete another org's volumes or put a claim in
+    kube-system.
     """
     name = "dshare-broker-scope"
+    sa_prefix = f"system:serviceaccount:{namespace}:dshare-"
     return [
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -208,30 +256,68 @@ def broker_scope_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
                         {
                             "apiGroups": [""],
                             "apiVersions": ["v1"],
-                            "operations": ["CREATE", "DELETE"],
-                            "resources": ["secrets", "persistentvolumeclaims"],
+                            "operations": ["CREATE", "UPDATE", "DELETE"],
+                            "resources": [
+                                "secrets",
+                                "persistentvolumeclaims",
+                                "persistentvolumes",
+                            ],
                         }
                     ]
                 },
                 "matchConditions": [
                     {
                         "name": "is-a-dshare-broker",
-                        "expression": (
-                            "request.userInfo.username.startsWith("
-                            f"'system:serviceaccount:{namespace}:dshare-')"
-                        ),
+                        "expression": f"request.userInfo.username.startsWith('{sa_prefix}')",
                     }
+                ],
+                "variables": [
+                    # the org of the calling broker: system:serviceaccount:<ns>:dshare-<org>
+                    {
+                        "name": "org",
+                        "expression": f"request.userInfo.username.substring({len(sa_prefix)})",
+                    },
+                    {
+                        "name": "target",
+                        "expression": "request.operation == 'DELETE' ? oldObject : object",
+                    },
                 ],
                 "validations": [
                     {
-                        "expression": f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')",
+                        "expression": (
+                            "has(variables.target.metadata.labels) && "
+                            f"'{OWNER_ORG_LABEL}' in variables.target.metadata.labels && "
+                            f"variables.target.metadata.labels['{OWNER_ORG_LABEL}']"
+                            ".lowerAscii() == variables.org"
+                        ),
                         "message": (
-                            "dshare brokers may create and delete Secrets and "
-                            f"PersistentVolumeClaims only in user namespaces "
-                            f"({USER_NAMESPACE_PREFIX}*)"
+                            "a dshare broker may create, change and delete only objects "
+                            f"labelled {OWNER_ORG_LABEL} with its own organization"
                         ),
                         "reason": "Forbidden",
-                    }
+                    },
+                    {
+                        "expression": (
+                            "request.resource.resource != 'persistentvolumeclaims' || "
+                            f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')"
+                        ),
+                        "message": (
+                            "dshare brokers may write PersistentVolumeClaims only in user "
+                            f"namespaces ({USER_NAMESPACE_PREFIX}*)"
+                        ),
+                        "reason": "Forbidden",
+                    },
+                    {
+                        "expression": (
+                            "request.resource.resource != 'secrets' || "
+                            "request.namespace == 'dshare-secrets-' + variables.org"
+                        ),
+                        "message": (
+                            "a dshare broker may write Secrets only in its own namespace "
+                            "dshare-secrets-<org>"
+                        ),
+                        "reason": "Forbidden",
+                    },
                 ],
             },
         },

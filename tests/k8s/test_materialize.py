@@ -26,7 +26,9 @@ def _details() -> dict[str, str]:
 
 @pytest.fixture
 def materializer(kube_api: KubeApi) -> KubeMaterializer:
-    return KubeMaterializer(kube_api, hub_namespace="jhub")
+    return KubeMaterializer(
+        kube_api, hub_namespace="jhub", secret_namespace="dshare-secrets-uio", owner_org="UiO"
+    )
 
 
 async def test_it_is_a_materializer(materializer: KubeMaterializer) -> None:
@@ -48,7 +50,7 @@ async def test_materialize_makes_secret_volume_and_claim(
         "namespace": namespace,
         "expires_at": "2030-01-01T00:00:00Z",
     }
-    assert double.names("secrets") == ["dshare-secrets/dshare-l1-r1"]
+    assert double.names("secrets") == ["dshare-secrets-uio/dshare-l1-r1"]
     assert double.names("persistentvolumes") == ["dshare-l1-r1"]
     assert double.names("persistentvolumeclaims") == [f"{namespace}/dshare-l1-r1"]
     # Secret first, claim last: a claim never exists without its volume and credentials.
@@ -57,7 +59,7 @@ async def test_materialize_makes_secret_volume_and_claim(
         "persistentvolumes",
         "persistentvolumeclaims",
     ]
-    stored = double.get("secrets", "dshare-l1-r1", "dshare-secrets")
+    stored = double.get("secrets", "dshare-l1-r1", "dshare-secrets-uio")
     assert stored is not None
     assert (
         base64.b64decode(stored["data"]["azurestorageaccountkey"]).decode()
@@ -142,7 +144,12 @@ async def test_release_by_run_or_lease_and_list_from_labels(
         user="bob",
     )
     # A restarted broker: a new materializer over the same cluster sees the same mounts.
-    fresh = KubeMaterializer(materializer.api, hub_namespace="jhub")
+    fresh = KubeMaterializer(
+        materializer.api,
+        hub_namespace="jhub",
+        secret_namespace="dshare-secrets-uio",
+        owner_org="UiO",
+    )
     listed = await fresh.list_materialized()
     assert [(m["lease_id"], m["run_id"], m["user"]) for m in listed] == [
         ("L1", "R1", "ann"),
@@ -161,7 +168,7 @@ async def test_release_by_run_or_lease_and_list_from_labels(
     assert await fresh.release(run_id="R2") == 1
     assert await fresh.release(lease_id="L1") == 1
     assert await fresh.release(lease_id="L1") == 0
-    assert double.names("secrets") == []
+    assert double.names("secrets") == ["dshare-secrets-uio/dshare-l2-r1"]
     assert double.names("persistentvolumes") == ["dshare-l2-r1"]
     assert double.names("persistentvolumeclaims") == ["jhub-bob/dshare-l2-r1"]
 

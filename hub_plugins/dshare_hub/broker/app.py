@@ -118,9 +118,12 @@ class BrokerApp(HubServiceApp):
     ).tag(config=True)
 
     kube_secret_namespace = Unicode(
-        "dshare-secrets",
-        help="""Kubernetes: where storage credentials go, a namespace no user can start pods
-        in. Change it only together with the broker's RBAC.""",
+        "dshare-secrets-{org}",
+        help="""Kubernetes: this org's own namespace ({org}: the org, lower case), where each
+        mount's storage credential and record go. No user can start pods there and no other
+        org's broker holds a right there; the chart creates it with the broker's Role and
+        the admission policy refuses Secrets anywhere else. Change it only together with
+        both.""",
     ).tag(config=True)
 
     executor_url = Unicode(
@@ -227,7 +230,8 @@ class BrokerApp(HubServiceApp):
             KubeApi(client.ApiClient()),
             namespace_template=self.kube_namespace_template,
             hub_namespace=self.kube_hub_namespace,
-            secret_namespace=self.kube_secret_namespace,
+            secret_namespace=self.kube_secret_namespace.format(org=self.org.lower()),
+            owner_org=self.org,
         )
 
     def signing_identity(self, ledger: Ledger) -> Any:

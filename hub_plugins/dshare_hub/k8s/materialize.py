@@ -1,9 +1,11 @@
 """The owner broker's Kubernetes materializer: a lease for a run becomes Secret + PV + claim.
 
-Implements `dshare_hub.broker.materialize.Materializer`. All state lives in the cluster as
-labels (lease, run, owner org, user), so a restarted broker rebuilds its view by listing them.
-Objects are created Secret first, claim last: a claim that exists always has its volume and
-credentials, and a crash part-way leaves labelled leftovers that `release` finds and deletes.
+Implements `dshare_hub.broker.materialize.Materializer`. All state lives in the cluster:
+each mount's Secret in the broker's own namespace is its record (labels: lease, run, owner
+org, user; annotations: where the claim is), so a restarted broker rebuilds its view by
+listing its own namespace, the one place its RBAC lets it list. Objects are created Secret
+first, claim last: a claim that exists always has its volume and credentials, and a crash
+part-way leaves a record that `release` finds, deleting claim, volume, then the record.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from ..broker.materialize import MaterializeError
 from .api import KubeApi, KubeApiError, selector
 from .names import (
+    ANNOTATION_CLAIM_NAMESPACE,
     ANNOTATION_EXPIRES,
     ANNOTATION_LEASE,
     ANNOTATION_RUN,
@@ -55,7 +58,9 @@ class KubeMaterializer:
 
     `namespace_template` must name the same namespace as the spawner's
     (KubeSpawner.user_namespace_template); fields: {username} (KubeSpawner's safe slug),
-    {hubnamespace}. Secrets go to `secret_namespace`, a namespace users cannot start pods in.
+    {hubnamespace}. Secrets go to `secret_namespace`, this org's own namespace, where no user
+    can start pods and no other org's broker holds a right. `owner_org` is the broker's org:
+    it only ever lists and releases what it mounted itself.
     """
 
     def __init__(
@@ -64,9 +69,11 @@ class KubeMaterializer:
         *,
         namespace_template: str = "{hubnamespace}-{username}",
         hub_namespace: str = "jhub",
-        secret_namespace: str = "dshare-secrets",  # noqa: S107 - a namespace name
+        secret_namespace: str,
+        owner_org: str,
     ) -> None:
         self.api = api
+        self.owner_org = owner_org
         self.namespace_template = namespace_template
         self.hub_namespace = hub_namespace
         self.secret_namespace = secret_namespace
@@ -116,8 +123,13 @@ class KubeMaterializer:
             lease_id=lease_id,
             run_id=run_id,
         )
+        annotations = {**annotations, ANNOTATION_CLAIM_NAMESPACE: names.namespace}
         secret = make_storage_secret(
-            storage_type=storage_type, details=details, names=names, labels=labels
+            storage_type=storage_type,
+            details=details,
+            names=names,
+            labels=labels,
+            annotations=annotations,
         )
         volume = make_persistent_volume(
             storage_type=storage_type,
@@ -133,9 +145,8 @@ class KubeMaterializer:
             capacity=volume["spec"]["capacity"]["storage"],
         )
         try:
-            if secret is not None:
-                # Replace: the same run asking again after a key rotation gets fresh values.
-                await self.api.create(secret, replace=True)
+            # Replace: the same run asking again after a key rotation gets fresh values.
+            await self.api.create(secret, replace=True)
             await self.api.create(volume)
             await self.api.create(claim)
         except KubeApiError as exc:
@@ -156,49 +167,49 @@ class KubeMaterializer:
             "expires_at": expires_at,
         }
 
+    def _selector(self, **wanted: str) -> str:
+        return selector({**_BASE, LABEL_OWNER_ORG: label_value(self.owner_org), **wanted})
+
+    async def _records(self, sel: str) -> list[dict[str, Any]]:
+        return await self.api.list("Secret", label_selector=sel, namespace=self.secret_namespace)
+
     async def release(self, *, lease_id: str | None = None, run_id: str | None = None) -> int:
         if lease_id is None and run_id is None:
             raise ValueError("release needs a lease_id, a run_id or both")
-        wanted = dict(_BASE)
+        wanted = {}
         if lease_id is not None:
             wanted[LABEL_LEASE] = label_value(lease_id)
         if run_id is not None:
             wanted[LABEL_RUN] = label_value(run_id)
-        sel = selector(wanted)
-        claims = await self.api.list("PersistentVolumeClaim", label_selector=sel)
-        volumes = await self.api.list("PersistentVolume", label_selector=sel)
-        secrets = await self.api.list("Secret", label_selector=sel, namespace=self.secret_namespace)
-        # Claim first (what pods use), then volume, then credentials: at every step what
-        # remains is still consistent, and a crash leaves labelled objects for the next pass.
-        released = set()
-        for obj in claims:
-            meta = obj["metadata"]
-            await self.api.delete("PersistentVolumeClaim", meta["name"], meta["namespace"])
-            released.add(meta["name"])
-        for obj in volumes:
-            await self.api.delete("PersistentVolume", obj["metadata"]["name"])
-            released.add(obj["metadata"]["name"])
-        for obj in secrets:
-            meta = obj["metadata"]
-            await self.api.delete("Secret", meta["name"], meta["namespace"])
-        return len(released)
+        released = 0
+        for record in await self._records(self._selector(**wanted)):
+            meta = record["metadata"]
+            namespace = (meta.get("annotations") or {}).get(ANNOTATION_CLAIM_NAMESPACE)
+            # Claim first (what pods use), then volume, then the record and credential: at
+            # every step what remains is consistent, and a crash leaves the record for the
+            # next pass. Claim, volume and Secret share one name.
+            if namespace:
+                await self.api.delete("PersistentVolumeClaim", meta["name"], namespace)
+            await self.api.delete("PersistentVolume", meta["name"])
+            await self.api.delete("Secret", meta["name"], self.secret_namespace)
+            released += 1
+        return released
 
     async def list_materialized(self) -> list[dict[str, Any]]:
-        """One record per PersistentVolume dshare made (the PV is cluster-wide, one per mount)."""
+        """One record per mount this org's broker made, read from its own Secret namespace."""
         records = []
-        for obj in await self.api.list("PersistentVolume", label_selector=selector(_BASE)):
+        for obj in await self._records(self._selector()):
             meta = obj["metadata"]
             labels = meta.get("labels") or {}
             annotations = meta.get("annotations") or {}
-            claim_ref = (obj.get("spec") or {}).get("claimRef") or {}
             records.append(
                 {
                     "lease_id": annotations.get(ANNOTATION_LEASE, labels.get(LABEL_LEASE)),
                     "run_id": annotations.get(ANNOTATION_RUN, labels.get(LABEL_RUN)),
                     "owner_org": labels.get(LABEL_OWNER_ORG),
                     "user": annotations.get(ANNOTATION_USER),
-                    "claim_name": claim_ref.get("name"),
-                    "namespace": claim_ref.get("namespace"),
+                    "claim_name": meta["name"],
+                    "namespace": annotations.get(ANNOTATION_CLAIM_NAMESPACE),
                     "expires_at": annotations.get(ANNOTATION_EXPIRES),
                 }
             )

@@ -26,6 +26,8 @@ ANNOTATION_EXPIRES = "dshare.io/expires-at"
 ANNOTATION_DATASET = "dshare.io/dataset"
 ANNOTATION_LEASE = "dshare.io/lease-id"
 ANNOTATION_RUN = "dshare.io/run-id"
+# On a mount's record (its Secret): the user namespace its claim is in.
+ANNOTATION_CLAIM_NAMESPACE = "dshare.io/claim-namespace"
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DNS_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")

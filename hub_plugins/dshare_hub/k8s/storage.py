@@ -1,8 +1,9 @@
 """Pure builders of what a lease materializes into: Secret, PersistentVolume, claim.
 
 Storage details are decrypted by the owner's broker just before these are built. Secret values
-go only into the Secret, which lives in a namespace of the broker's (never the user's: a user
-can start pods in their own namespace and could mount any Secret there). The PV and the claim
+go only into the Secret, which lives in the broker's own namespace (never the user's: a pod in
+the user's namespace could mount any Secret there; never one shared by orgs: each broker may
+read the Secrets of its namespace). The PV and the claim
 hold names and addresses only. Every PV is pre-bound to its claim, read-only, and `Retain`, so
 deleting it never asks a driver to delete the owner's share or bucket.
 """
@@ -110,15 +111,26 @@ def _meta(
     return meta
 
 
+def has_credentials(storage_type: str, details: Mapping[str, Any]) -> bool:
+    """Whether the PV's driver reads a credential from the mount's Secret."""
+    return storage_type in ("azurefile", "s3") or bool(
+        storage_type == "gcs" and details.get("service_account_json")
+    )
+
+
 def make_storage_secret(
     *,
     storage_type: str,
     details: Mapping[str, Any],
     names: MaterializedNames,
     labels: Mapping[str, str],
-) -> dict[str, Any] | None:
-    """The Secret a driver reads credentials from, or None for types without credentials."""
-    data: dict[str, str]
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The mount's Secret in the broker's own namespace: the credential a driver reads (none
+    for storage without one) and the broker's record of the mount, which its reaper lists
+    there after a restart: the broker may not list PersistentVolumes, which name every
+    org's storage."""
+    data: dict[str, str] = {}
     if storage_type == "azurefile":
         # Key names the Azure Files CSI driver reads.
         data = {
@@ -131,14 +143,12 @@ def make_storage_secret(
             "key_id": details["access_key_id"],
             "access_key": details["secret_access_key"],
         }
-    elif storage_type == "gcs" and details.get("service_account_json"):
+    elif has_credentials(storage_type, details):
         data = {"key.json": details["service_account_json"]}
-    else:
-        return None
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(names.secret, labels, {}, names.secret_namespace),
+        "metadata": _meta(names.secret, labels, annotations or {}, names.secret_namespace),
         "type": "Opaque",
         "stringData": data,
     }
@@ -225,8 +235,7 @@ def make_persistent_volume(
         storage_type,
         details,
         names,
-        has_secret=storage_type in ("azurefile", "s3")
-        or bool(storage_type == "gcs" and details.get("service_account_json")),
+        has_secret=has_credentials(storage_type, details),
     )
     spec: dict[str, Any] = {
         "capacity": {"storage": details.get("capacity") or "1Gi"},
