@@ -30,19 +30,14 @@ TOKEN_VOLUME = "dshare-token"  # noqa: S105
 SKELETON_VOLUME = "dshare-skeletons"
 SKELETON_ROOT = "/dshare-skeletons"
 
-# What %dshare_run needs and nothing more: submit and follow its own workflows, read the
-# pods and logs they make. No Secrets, no PersistentVolumes, no wildcards.
+# DESIGN.md boundary 5: the user's token reads its own workflows, their pods and logs,
+# in its own namespace, and nothing more. The broker submits and stops workflows (it
+# compiles them itself from the spec); a user who could create a Workflow or a pod could
+# mount any data claim in the namespace. No Secrets, no PersistentVolumes, no wildcards.
 USER_ROLE_RULES: list[dict[str, Any]] = [
-    {
-        "apiGroups": ["argoproj.io"],
-        "resources": ["workflows"],
-        "verbs": ["create", "get", "list", "watch", "delete", "patch"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["pods", "pods/log"],
-        "verbs": ["get", "list", "watch"],
-    },
+    {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 
 

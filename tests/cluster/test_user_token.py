@@ -1,0 +1,179 @@
+"""A scientist's per-user token, from where the scientist stands: the token in their pod.
+
+The hub makes the user's ServiceAccount, Role and RoleBinding with its own ClusterRole
+(as DShareKubeSpawner does at every spawn) and requests the token; then every call the
+scientist could make with it goes to the real API server. DESIGN.md boundary 5: only its
+own namespace, reading workflows and logs; no pod, no workflow, no Secret, no volume.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from kube_cluster import POD_LOG_LINE, KubeCluster
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from dshare_hub.k8s import objects
+from dshare_hub.k8s.api import KubeApi
+
+from .conftest import api_config
+from .installed import HUB_NAMESPACE, install, user_namespace
+
+AsToken = Callable[[str, str], KubeApi]
+pytestmark = pytest.mark.asyncio
+
+NS = "dshare-u-ulla"
+OTHER_NS = "dshare-u-otto"
+NAME = "dshare-ulla"
+
+
+@pytest.fixture(scope="module")
+def ready(cluster: KubeCluster) -> KubeCluster:
+    install(cluster)
+    user_namespace(cluster, NS)
+    user_namespace(cluster, OTHER_NS)
+    # The chart's hub ServiceAccount, which the dshare-hub ClusterRoleBinding names.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "hub", "namespace": HUB_NAMESPACE},
+        }
+    )
+    return cluster
+
+
+async def _spawn_rbac(hub: KubeApi) -> None:
+    # What DShareKubeSpawner.dshare_ensure_rbac does, with the hub's own token.
+    common = {"name": NAME, "namespace": NS, "user": "ulla", "org": "UiO"}
+    await hub.create(objects.make_service_account(**common))
+    await hub.create(objects.make_role(**common), replace=True)
+    await hub.create(
+        objects.make_role_binding(**common, service_account=NAME, role=NAME), replace=True
+    )
+
+
+async def _user_token(hub: KubeApi) -> str:
+    issued = await hub.request_token(
+        NAME, NS, objects.make_token_request(audiences=[], expiration_seconds=3600)
+    )
+    return str(issued["status"]["token"])
+
+
+async def test_the_hub_can_make_the_users_rights_at_every_spawn(
+    ready: KubeCluster, as_token: AsToken
+) -> None:
+    hub = as_token(HUB_NAMESPACE, "hub")
+    await _spawn_rbac(hub)
+    # A second spawn replaces the Role and RoleBinding: the server lets the hub do so only
+    # because it holds every right the Role grants.
+    await _spawn_rbac(hub)
+    role = ready.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles/{NAME}") or {}
+    assert role["rules"] == objects.USER_ROLE_RULES
+
+
+def _pod(name: str, namespace: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "main", "image": "never-pulled"}]},
+    }
+
+
+def _workflow(namespace: str) -> dict[str, object]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "mine-", "namespace": namespace},
+        "spec": {
+            "entrypoint": "main",
+            "templates": [{"name": "main", "container": {"image": "x", "command": ["true"]}}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "dshare-any"}}],
+        },
+    }
+
+
+async def _status(call: object) -> int:
+    try:
+        await call  # type: ignore[misc]
+    except ApiException as exc:
+        return int(exc.status)
+    return 200
+
+
+async def test_the_users_token_reads_its_own_workflows_pods_and_logs_and_nothing_else(
+    ready: KubeCluster, as_token: AsToken
+) -> None:
+    hub = as_token(HUB_NAMESPACE, "hub")
+    await _spawn_rbac(hub)
+    token = await _user_token(hub)
+    # A pod of the user's (as a broker-submitted job would be), running on the kwok node.
+    ready.apply(_pod("job-1", NS))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pod = ready.get(f"/api/v1/namespaces/{NS}/pods/job-1") or {}
+        if (pod.get("status") or {}).get("phase") == "Running":
+            break
+        time.sleep(0.2)
+    async with client.ApiClient(api_config(ready, token)) as api_client:
+        core = client.CoreV1Api(api_client)
+        custom = client.CustomObjectsApi(api_client)
+        wf = ("argoproj.io", "v1alpha1")
+        allowed = {
+            "list own workflows": custom.list_namespaced_custom_object(*wf, NS, "workflows"),
+            "list own pods": core.list_namespaced_pod(NS),
+            "read own pod": core.read_namespaced_pod("job-1", NS),
+        }
+        for what, call in allowed.items():
+            assert await _status(call) == 200, what
+        log = await core.read_namespaced_pod_log("job-1", NS, container="main")
+        assert POD_LOG_LINE in log
+        refused = {
+            "create a workflow that mounts a claim": custom.create_namespaced_custom_object(
+                *wf, NS, "workflows", _workflow(NS)
+            ),
+            "delete workflows": custom.delete_collection_namespaced_custom_object(
+                *wf, NS, "workflows"
+            ),
+            "create a pod": core.create_namespaced_pod(NS, _pod("mine", NS)),
+            "delete a pod": core.delete_namespaced_pod("job-1", NS),
+            "exec into a pod": core.connect_get_namespaced_pod_exec(
+                "job-1", NS, command=["sh"], stdout=True
+            ),
+            "list Secrets": core.list_namespaced_secret(NS),
+            "read the token Secret": core.read_namespaced_secret("dshare-token", NS),
+            "list ConfigMaps": core.list_namespaced_config_map(NS),
+            "list claims": core.list_namespaced_persistent_volume_claim(NS),
+            "create a claim": core.create_namespaced_persistent_volume_claim(
+                NS,
+                {
+                    "metadata": {"name": "grab"},
+                    "spec": {
+                        "accessModes": ["ReadOnlyMany"],
+                        "volumeName": "dshare-any",
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                },
+            ),
+            "list PersistentVolumes": core.list_persistent_volume(),
+            "list another user's pods": core.list_namespaced_pod(OTHER_NS),
+            "list another user's workflows": custom.list_namespaced_custom_object(
+                *wf, OTHER_NS, "workflows"
+            ),
+            "list pods everywhere": core.list_pod_for_all_namespaces(),
+            "list namespaces": core.list_namespace(),
+            "list nodes": core.list_node(),
+            "read the broker's Secrets": core.list_namespaced_secret("dshare-secrets-uio"),
+            "mint a token for its account": core.create_namespaced_service_account_token(
+                NAME, NS, {"spec": {"expirationSeconds": 3600}}
+            ),
+            "widen its own Role": client.RbacAuthorizationV1Api(api_client).patch_namespaced_role(
+                NAME, NS, {"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
+            ),
+        }
+        for what, call in refused.items():
+            assert await _status(call) == 403, what
