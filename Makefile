@@ -20,7 +20,7 @@ LABEXT_SRC := $(shell find labextension/src labextension/style labextension/sche
 export PATH := $(BIN):$(CURDIR)/$(NODE_TOOLS):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install install-test lint typecheck lock clean bench proof
+.PHONY: demo test install install-test lint typecheck lock clean bench proof .FORCE
 
 demo: install
 	bash scripts/python-reachable.sh $(VENV)
@@ -32,7 +32,7 @@ test: install-test
 
 install: .make/system-demo $(VENV)/.installed $(NODE_TOOLS)/configurable-http-proxy $(LABEXT_OUT)
 
-install-test: install .make/system-test $(VENV_JH5)/.installed
+install-test: install .make/system-test $(VENV_JH5)/.installed .make/netpol-tool
 
 .make/system-demo: scripts/system-deps.sh
 	@mkdir -p .make
@@ -43,6 +43,17 @@ install-test: install .make/system-test $(VENV_JH5)/.installed
 	@mkdir -p .make
 	bash scripts/system-deps.sh test
 	@touch $@
+
+# np-guard's NetworkPolicy analyzer for tests/deployment/test_network_reach.py, built from
+# the Go module proxy into a cache outside the checkout and linked as .k8s-bin/k8snetpolicy.
+# Rebuilt also when the link is gone or dangles (a wiped cache), which no stamp can see.
+.make/netpol-tool: scripts/netpol-tool.sh $(wildcard tools/go/netpol/*) \
+                   $(if $(wildcard .k8s-bin/k8snetpolicy),,.FORCE)
+	@mkdir -p .make
+	bash scripts/netpol-tool.sh
+	@touch $@
+
+.FORCE:
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
