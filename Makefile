@@ -34,8 +34,8 @@ install: .make/system-demo $(VENV)/.installed $(NODE_TOOLS)/configurable-http-pr
 
 install-test: install .make/system-test $(VENV_JH5)/.installed k8s-tools
 
-# The Kubernetes test control plane (kube-apiserver, controller-manager, scheduler, etcd,
-# kwok, the Argo controller, helm), built from the Go module proxy into a cache outside the
+# The Kubernetes test tools (kube-apiserver, controller-manager, scheduler, etcd, kwok, the
+# Argo controller, helm, np-guard's NetworkPolicy analyzer), built from the Go module proxy into a cache outside the
 # checkout; rebuilt only when a pin in tools/go/ changes (about 15 minutes from nothing,
 # under a second from the cache, so it always runs: the cache may have gone).
 k8s-tools:

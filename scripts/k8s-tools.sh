@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes test control plane from the Go module proxy: kube-apiserver,
+# Builds the Kubernetes test tools from the Go module proxy: kube-apiserver,
 # kube-controller-manager and kube-scheduler (one Kubernetes release), etcd, kwok, the Argo
-# Workflows controller (and its CRDs) and helm. Each tool's wrapper module under tools/go/
+# Workflows controller (and its CRDs), helm, and np-guard's NetworkPolicy analyzer
+# (k8snetpolicy: no network plugin runs here, so tests/deployment/test_network_reach.py
+# computes which connections the shipped policies allow). Each tool's wrapper module under tools/go/
 # pins its version (go.mod + go.sum); its binaries are cached outside the repository under
-# $DSHARE_TOOLS_CACHE/<tool>-<hash of its module and this script>, reused while the hash
+# $DSHARE_TOOLS_CACHE/<tool>-<hash of its module and build flags>, reused while the hash
 # holds and rebuilt when a pin changes. Then .k8s-bin/ in the checkout links to the
 # current build of each, which is where tests/kube finds them.
 #
 # Measured on 2 cores with an empty module cache: kubernetes ~10.5 min, argo ~4 min,
-# etcd, kwok and helm ~1-2 min each; a cached run takes under a second.
+# etcd, kwok, helm and k8snetpolicy ~1-2 min each; a cached run takes under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,14 +22,16 @@ mkdir -p "$cache" "$links"
 kube_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' tools/go/kubernetes/go.mod)
 argo_version=$(awk '$1 == "require" && $2 ~ /argo-workflows/ {print $3}' tools/go/argo/go.mod)
 
-key() {  # key TOOL: what a build of TOOL depends on
-  cat "tools/go/$1"/go.mod "tools/go/$1"/go.sum "tools/go/$1"/*.go "$0" | sha256sum | cut -c1-16
+key() {  # key TOOL LDFLAGS SPECS...: what a build of TOOL depends on (pins, code, flags)
+  local tool=$1; shift
+  { cat "tools/go/$tool"/go.mod "tools/go/$tool"/go.sum "tools/go/$tool"/*.go; echo "$*"; } |
+    sha256sum | cut -c1-16
 }
 
 build() {  # build TOOL LDFLAGS PACKAGE=BINARY...
   local tool=$1 ldflags=$2; shift 2
   local dir
-  dir="$cache/$tool-$(key "$tool")"
+  dir="$cache/$tool-$(key "$tool" "$ldflags" "$@")"
   if [ ! -f "$dir/.complete" ]; then
     echo "k8s-tools: building $tool into $dir"
     local start=$SECONDS
@@ -49,6 +53,9 @@ build() {  # build TOOL LDFLAGS PACKAGE=BINARY...
     touch "$dir.partial/.complete"
     rm -rf "$dir" && mv "$dir.partial" "$dir"
     echo "k8s-tools: $tool built in $((SECONDS - start)) s"
+    # Older builds of this tool go (hundreds of MB each); another checkout on other pins
+    # rebuilds its own.
+    find "$cache" -maxdepth 1 -name "$tool-*" ! -name "${dir##*/}" -exec rm -rf {} +
   fi
   for spec in "$@"; do ln -sfn "$dir/${spec#*=}" "$links/${spec#*=}"; done
   [ "$tool" = argo ] && ln -sfn "$dir/crds" "$links/argo-crds"
@@ -69,4 +76,5 @@ build kwok "" sigs.k8s.io/kwok/cmd/kwok=kwok
 build argo "-X github.com/argoproj/argo-workflows/v4.version=$argo_version" \
   github.com/argoproj/argo-workflows/v4/cmd/workflow-controller=workflow-controller
 build helm "" helm.sh/helm/v4/cmd/helm=helm
+build netpol "" github.com/np-guard/netpol-analyzer/cmd/netpolicy=k8snetpolicy
 echo "k8s-tools: ready in $links"

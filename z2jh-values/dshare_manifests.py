@@ -569,9 +569,39 @@ def brokers(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> lis
 
 
 # --- NetworkPolicies ----------------------------------------------------------------------
+#
+# A user writes the labels of almost every pod in their namespace: Argo makes job pods with
+# the labels of the user's Workflow (podMetadata, template metadata), and the user's token
+# may create Workflows. So nothing in a user namespace is granted on a label a user could
+# write. Every pod there starts with no network at all (dshare-default-deny); the user's
+# server gets its reach from SERVER_LABELS, which the admission policy
+# dshare-reserved-pod-labels lets only the hub put on a pod there; a broker tells its own
+# org's users apart by labels of their namespace, which only the hub sets (users hold no
+# right on namespaces). tests/deployment/test_network_reach.py checks the result with
+# np-guard's analyzer, forged labels included.
+
+# KubeSpawner's label for the user's server. Only the hub may set it in user namespaces.
+SERVER_LABELS: dict[str, str] = {"component": "singleuser-server"}
+# The org of a user namespace, set by DShareKubeSpawner when it makes the namespace
+# (dshare_hub.k8s.objects.user_namespace_labels).
+NAMESPACE_ORG_LABEL = "dshare.io/org"
+# The chart's ServiceAccount for the hub: the only account that makes users' servers.
+HUB_SERVICE_ACCOUNT = "hub"
+# Where a user's server reaches the Kubernetes API (its workflows and their logs). Policies
+# see the API server's endpoint address, not the `kubernetes` Service's cluster IP. The
+# default is Docker's private address pool, where the control plane of a kind or k3d
+# cluster lives (operator guide, part 1); elsewhere render with --kube-api-cidr.
+KUBE_API_CIDRS: tuple[str, ...] = ("172.16.0.0/12",)
+KUBE_API_PORTS = (443, 6443)
 
 _DNS_EGRESS: Obj = {
-    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    # kube-system's resolver only: a pod someone labels k8s-app=kube-dns elsewhere is not one
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
 }
 
@@ -580,39 +610,34 @@ def _hub_namespace_selector(namespace: str) -> Obj:
     return {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
 
 
-def broker_network_policy(namespace: str = HUB_NAMESPACE) -> Obj:
-    """Brokers accept connections only from the hub, the proxy and users' servers."""
+def _hub_or_proxy() -> Obj:
+    return {
+        "matchLabels": {"app": "jupyterhub"},
+        "matchExpressions": [{"key": "component", "operator": "In", "values": ["hub", "proxy"]}],
+    }
+
+
+def user_namespace_selector(org: str) -> Obj:
+    """The namespaces of one org's users, by the labels the hub gives them."""
+    return {"matchLabels": {USER_NAMESPACE_LABEL: "true", NAMESPACE_ORG_LABEL: org}}
+
+
+def broker_network_policy(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
+    """An org's broker accepts the hub, the proxy and its own org's users' servers only."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta("dshare-broker", namespace),
+        "metadata": _meta(f"dshare-broker-{org.lower()}", namespace),
         "spec": {
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "dshare-broker"}},
+            "podSelector": {"matchLabels": broker_labels(org)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
                     "from": [
+                        {"podSelector": _hub_or_proxy()},
                         {
-                            "podSelector": {
-                                "matchLabels": {"app": "jupyterhub"},
-                                "matchExpressions": [
-                                    {
-                                        "key": "component",
-                                        "operator": "In",
-                                        "values": ["hub", "proxy"],
-                                    }
-                                ],
-                            }
-                        },
-                        {
-                            "namespaceSelector": {"matchLabels": {USER_NAMESPACE_LABEL: "true"}},
-                            "podSelector": {
-                                "matchLabels": {"component": "singleuser-server"},
-                                # a job pod that holds leased data must never reach a broker
-                                "matchExpressions": [
-                                    {"key": "dshare.io/data-access", "operator": "DoesNotExist"}
-                                ],
-                            },
+                            "namespaceSelector": user_namespace_selector(org),
+                            "podSelector": {"matchLabels": dict(SERVER_LABELS)},
                         },
                     ],
                     "ports": [{"protocol": "TCP", "port": BROKER_PORT}],
@@ -643,17 +668,101 @@ def broker_network_policy(namespace: str = HUB_NAMESPACE) -> Obj:
     }
 
 
-def data_access_network_policy() -> Obj:
-    """Job pods that mount leased data: no egress at all, no ingress.
+def _carries_server_labels(obj: str) -> str:
+    checks = [
+        f"'{key}' in {obj}.metadata.labels && {obj}.metadata.labels['{key}'] == '{value}'"
+        for key, value in sorted(SERVER_LABELS.items())
+    ]
+    return f"{obj} != null && has({obj}.metadata.labels) && " + " && ".join(checks)
 
-    Namespaced objects without a namespace: applied in each user namespace when it is made.
+
+def reserved_server_label_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
+    """Admission: in user namespaces only the hub makes pods that carry SERVER_LABELS.
+
+    Those labels get the server's reach (hub, broker, Kubernetes API). Argo makes job pods
+    with whatever labels the user's Workflow names, so without this a job that mounts leased
+    data could call itself a server. A pod that already carried them (the hub's own) may be
+    updated as before.
+    """
+    name = "dshare-reserved-pod-labels"
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(SERVER_LABELS.items()))
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": _meta(name),
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["pods"],
+                        }
+                    ]
+                },
+                "matchConditions": [
+                    # by name, as the broker scope policy: no label can take a namespace out
+                    {
+                        "name": "in-a-user-namespace",
+                        "expression": f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')",
+                    },
+                    {
+                        "name": "not-the-hub",
+                        "expression": (
+                            "request.userInfo.username != "
+                            f"'system:serviceaccount:{namespace}:{HUB_SERVICE_ACCOUNT}'"
+                        ),
+                    },
+                ],
+                "variables": [
+                    {"name": "server", "expression": _carries_server_labels("object")},
+                    {"name": "wasServer", "expression": _carries_server_labels("oldObject")},
+                ],
+                "validations": [
+                    {
+                        "expression": "!variables.server || variables.wasServer",
+                        "message": (
+                            f"only JupyterHub may create pods labelled {shown} in user "
+                            "namespaces: that label is what lets the user's server reach the "
+                            "hub, its broker and the Kubernetes API. Remove it from the "
+                            "workflow's podMetadata and templates' metadata."
+                        ),
+                        "reason": "Forbidden",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": _meta(name),
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+    ]
+
+
+def network_policies(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> list[Obj]:
+    return [broker_network_policy(org, namespace) for org in orgs] + reserved_server_label_policy(
+        namespace
+    )
+
+
+def default_deny_network_policy() -> Obj:
+    """Every pod in a user namespace: no ingress, no egress, whatever its labels say.
+
+    Job pods, the ones that mount leased data, get nothing more: they are isolated because
+    nothing grants them anything, not because they carry a label. Namespaced objects without
+    a namespace: applied in each user namespace when it is made.
     """
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta("dshare-data-access-isolation"),
+        "metadata": _meta("dshare-default-deny"),
         "spec": {
-            "podSelector": {"matchLabels": {"dshare.io/data-access": "true"}},
+            "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": [],
@@ -661,32 +770,25 @@ def data_access_network_policy() -> Obj:
     }
 
 
-def singleuser_network_policy(hub_namespace: str = HUB_NAMESPACE) -> Obj:
-    """The user's server: reachable from hub and proxy; talks to DNS, hub, brokers, API."""
+def singleuser_network_policy(
+    hub_namespace: str = HUB_NAMESPACE, kube_api_cidrs: tuple[str, ...] = KUBE_API_CIDRS
+) -> Obj:
+    """The user's server: reached by hub and proxy; talks to DNS, hub, brokers, API server.
+
+    Brokers admit only their own org's users' servers; the Kubernetes API is reached at its
+    own addresses only, so no port of this policy leads to the internet.
+    """
     hub_ns = _hub_namespace_selector(hub_namespace)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _meta("dshare-singleuser"),
         "spec": {
-            "podSelector": {"matchLabels": {"component": "singleuser-server"}},
+            "podSelector": {"matchLabels": dict(SERVER_LABELS)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
-                    "from": [
-                        {
-                            "namespaceSelector": hub_ns,
-                            "podSelector": {
-                                "matchExpressions": [
-                                    {
-                                        "key": "component",
-                                        "operator": "In",
-                                        "values": ["hub", "proxy"],
-                                    }
-                                ]
-                            },
-                        }
-                    ],
+                    "from": [{"namespaceSelector": hub_ns, "podSelector": _hub_or_proxy()}],
                     "ports": [{"protocol": "TCP", "port": 8888}],
                 }
             ],
@@ -696,7 +798,9 @@ def singleuser_network_policy(hub_namespace: str = HUB_NAMESPACE) -> Obj:
                     "to": [
                         {
                             "namespaceSelector": hub_ns,
-                            "podSelector": {"matchLabels": {"component": "hub"}},
+                            "podSelector": {
+                                "matchLabels": {"app": "jupyterhub", "component": "hub"}
+                            },
                         }
                     ],
                     "ports": [{"protocol": "TCP", "port": 8081}],
@@ -712,8 +816,11 @@ def singleuser_network_policy(hub_namespace: str = HUB_NAMESPACE) -> Obj:
                     ],
                     "ports": [{"protocol": "TCP", "port": BROKER_PORT}],
                 },
-                # %dshare_run submits Argo Workflows to the Kubernetes API with its token
-                {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+                # %dshare_run follows its workflows and their logs through the Kubernetes API
+                {
+                    "to": [{"ipBlock": {"cidr": cidr}} for cidr in kube_api_cidrs],
+                    "ports": [{"protocol": "TCP", "port": port} for port in KUBE_API_PORTS],
+                },
             ],
         },
     }
@@ -745,11 +852,11 @@ def workflow_executor_binding() -> Obj:
     }
 
 
-def per_user_namespace() -> list[Obj]:
+def per_user_namespace(kube_api_cidrs: tuple[str, ...] = KUBE_API_CIDRS) -> list[Obj]:
     """Objects every user namespace needs (apply with -n <user namespace>)."""
     return [
-        data_access_network_policy(),
-        singleuser_network_policy(),
+        default_deny_network_policy(),
+        singleuser_network_policy(kube_api_cidrs=kube_api_cidrs),
         workflow_service_account(),
         workflow_executor_binding(),
     ]
@@ -762,20 +869,23 @@ HEADER = (
 )
 
 
-def rendered() -> dict[str, list[Obj]]:
+def rendered(kube_api_cidrs: tuple[str, ...] = KUBE_API_CIDRS) -> dict[str, list[Obj]]:
     """File name under manifests/ -> the objects it holds, in order."""
     return {
         "hub-rbac.yaml": hub_rbac(),
         "broker-rbac.yaml": broker_rbac() + broker_scope_policy(),
         "brokers.yaml": brokers(),
-        "network-policies.yaml": [broker_network_policy()],
+        "network-policies.yaml": network_policies(),
         "argo-podspecpatch-policy.yaml": pod_spec_patch_policy(),
-        "per-user-namespace/objects.yaml": per_user_namespace(),
+        "per-user-namespace/objects.yaml": per_user_namespace(kube_api_cidrs),
     }
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        # a selector used twice is written out twice: operators read these files, and an
+        # &id001 anchor says nothing to them
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
@@ -797,10 +907,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render dshare's raw Kubernetes manifests.")
     parser.add_argument("--write", action="store_true", help="write the files under manifests/")
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
+    parser.add_argument(
+        "--kube-api-cidr",
+        action="append",
+        metavar="CIDR",
+        help="address block of your Kubernetes API server's endpoints, which users' servers "
+        f"may reach (repeat for more; default {', '.join(KUBE_API_CIDRS)}: kind and k3d)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write or check the files under this directory, not manifests/"
+    )
     args = parser.parse_args(argv)
+    out_dir = args.out or MANIFEST_DIR
     stale = []
-    for name, objects in rendered().items():
-        path = MANIFEST_DIR / name
+    for name, objects in rendered(tuple(args.kube_api_cidr or KUBE_API_CIDRS)).items():
+        path = out_dir / name
         text = dump(objects)
         if args.write:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,62 @@ def shipped_objects() -> list[dict[str, Any]]:
 
 
 def install(cluster: KubeCluster) -> list[dict[str, Any]]:
-    """Apply the hub namespace and every shipped manifest; namespaces first."""
+    """Apply the hub namespace and every shipped manifest, namespaces first; return once
+    the API server enforces each admission policy (it loads them a moment after they are
+    stored, and a test that ran before would see them let anything through)."""
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": HUB_NAMESPACE}})
     objects = shipped_objects()
     objects.sort(key=lambda obj: obj["kind"] != "Namespace")
-    return [cluster.apply(obj) for obj in objects]
+    applied = [cluster.apply(obj) for obj in objects]
+    probe_ns = user_namespace(cluster, "dshare-u-admission-probe")
+    broker = cluster.token_for(HUB_NAMESPACE, "dshare-uis")
+    probes = {
+        "dshare-deny-podspecpatch": (
+            f"/apis/argoproj.io/v1alpha1/namespaces/{probe_ns}/workflows",
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {"generateName": "probe-"},
+                "spec": {"entrypoint": "m", "podSpecPatch": "{}", "templates": [{"name": "m"}]},
+            },
+            None,
+        ),
+        "dshare-reserved-pod-labels": (
+            f"/api/v1/namespaces/{probe_ns}/pods",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "probe", "labels": {"component": "singleuser-server"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+            None,
+        ),
+        "dshare-broker-scope": (
+            f"/api/v1/namespaces/{probe_ns}/persistentvolumeclaims",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "probe", "labels": {"dshare.io/owner-org": "UiO"}},
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+            broker,
+        ),
+    }
+    for policy, (path, body, token) in probes.items():
+        cluster.wait_for(
+            lambda path=path, body=body, token=token, policy=policy: (
+                policy
+                in cluster.request("POST", f"{path}?dryRun=All", body, token=token)[1].get(
+                    "message", ""
+                )
+            ),
+            30,
+            f"admission policy {policy} to be enforced",
+        )
+    return applied
 
 
 def user_namespace(cluster: KubeCluster, name: str) -> str:

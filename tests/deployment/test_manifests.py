@@ -334,10 +334,12 @@ def test_broker_config_holds_paths_not_secrets(manifests_module):
     assert "c.BrokerApp.ledger_kind = 'fabric'" in text
 
 
-def test_data_access_pods_get_no_network_at_all(manifests_module):
-    policy = manifests_module.data_access_network_policy()
+def test_every_pod_of_a_user_namespace_starts_with_no_network(manifests_module):
+    # selected by nothing a user writes: job pods (and anything else Argo makes from a
+    # user's Workflow) are isolated because no policy grants them anything
+    policy = manifests_module.default_deny_network_policy()
     assert policy["spec"] == {
-        "podSelector": {"matchLabels": {"dshare.io/data-access": "true"}},
+        "podSelector": {},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [],
         "egress": [],
@@ -345,22 +347,103 @@ def test_data_access_pods_get_no_network_at_all(manifests_module):
     assert "namespace" not in policy["metadata"]  # applied in each user namespace
 
 
-def test_brokers_accept_only_hub_proxy_and_user_servers(manifests_module):
-    policy = manifests_module.broker_network_policy()
+def test_the_users_server_reaches_dns_hub_brokers_and_the_api_only(manifests_module):
+    policy = manifests_module.singleuser_network_policy(kube_api_cidrs=("10.0.0.1/32",))
+    hub_ns = {"matchLabels": {"kubernetes.io/metadata.name": "dshare"}}
+    hub_or_proxy = {
+        "matchLabels": {"app": "jupyterhub"},
+        "matchExpressions": [{"key": "component", "operator": "In", "values": ["hub", "proxy"]}],
+    }
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"component": "singleuser-server"}},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [
+            {
+                "from": [{"namespaceSelector": hub_ns, "podSelector": hub_or_proxy}],
+                "ports": [{"protocol": "TCP", "port": 8888}],
+            }
+        ],
+        "egress": [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                        },
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    }
+                ],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            },
+            {
+                "to": [
+                    {
+                        "namespaceSelector": hub_ns,
+                        "podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}},
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": 8081}],
+            },
+            {
+                "to": [
+                    {
+                        "namespaceSelector": hub_ns,
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "dshare-broker"}},
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": 8080}],
+            },
+            {
+                "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+                "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+            },
+        ],
+    }
+
+
+def test_a_broker_accepts_hub_proxy_and_its_own_orgs_servers(manifests_module):
+    policy = manifests_module.broker_network_policy("UiO")
+    assert policy["metadata"]["name"] == "dshare-broker-uio"
+    assert policy["spec"]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "dshare-broker", "dshare.io/org": "UiO"}
+    }
     (rule,) = policy["spec"]["ingress"]
-    hub_proxy, user_servers = rule["from"]
-    assert hub_proxy["podSelector"]["matchExpressions"] == [
-        {"key": "component", "operator": "In", "values": ["hub", "proxy"]}
+    assert rule == {
+        "from": [
+            {
+                # same namespace only
+                "podSelector": {
+                    "matchLabels": {"app": "jupyterhub"},
+                    "matchExpressions": [
+                        {"key": "component", "operator": "In", "values": ["hub", "proxy"]}
+                    ],
+                }
+            },
+            {
+                # by the labels the hub gave the namespace, never by a pod's own org label
+                "namespaceSelector": {
+                    "matchLabels": {"dshare.io/user-namespace": "true", "dshare.io/org": "UiO"}
+                },
+                "podSelector": {"matchLabels": {"component": "singleuser-server"}},
+            },
+        ],
+        "ports": [{"protocol": "TCP", "port": 8080}],
+    }
+    assert [p["metadata"]["name"] for p in manifests_module.network_policies()[:3]] == [
+        "dshare-broker-uis",
+        "dshare-broker-uio",
+        "dshare-broker-uib",
     ]
-    assert "namespaceSelector" not in hub_proxy  # same namespace only
-    assert user_servers["namespaceSelector"] == {
-        "matchLabels": {"dshare.io/user-namespace": "true"}
-    }
-    assert user_servers["podSelector"] == {
-        "matchLabels": {"component": "singleuser-server"},
-        "matchExpressions": [{"key": "dshare.io/data-access", "operator": "DoesNotExist"}],
-    }
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_render_takes_the_api_servers_address(manifests_module, tmp_path):
+    assert (
+        manifests_module.main(["--write", "--out", str(tmp_path), "--kube-api-cidr", "10.1.2.3/32"])
+        == 0
+    )
+    text = (tmp_path / "per-user-namespace" / "objects.yaml").read_text(encoding="utf-8")
+    assert "cidr: 10.1.2.3/32" in text
+    assert "172.16.0.0/12" not in text
 
 
 def test_job_pods_run_under_an_account_whose_token_is_not_mounted(manifests_module):

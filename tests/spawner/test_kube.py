@@ -112,6 +112,32 @@ async def test_spawn_makes_rbac_and_a_locked_down_pod(
     assert init["args"][1] == '{"Census 2020": ["a/b.csv", "c/"]}'
 
 
+async def test_the_namespace_carries_the_labels_policies_trust(
+    cluster: ApiServerDouble, seeded: BrokerDouble
+) -> None:
+    # the brokers' NetworkPolicies admit servers by their namespace's org, and Pod Security
+    # baseline keeps job pods off the host network; the operator's own labels stay, but
+    # cannot override dshare's
+    spawner = _spawner(
+        cluster,
+        seeded,
+        user_namespace_labels={
+            "team": "x",
+            "dshare.io/org": "UiO",
+            "dshare.io/user-namespace": "no",
+        },
+    )
+    await spawner.load_user_options()
+    namespace = cluster.get("namespaces", "jhub-ann")
+    assert namespace is not None
+    assert namespace["metadata"]["labels"] == {
+        "team": "x",
+        "dshare.io/user-namespace": "true",
+        "dshare.io/org": "UiS",
+        "pod-security.kubernetes.io/enforce": "baseline",
+    }
+
+
 async def test_second_spawn_is_idempotent_and_restores_the_role(
     cluster: ApiServerDouble, seeded: BrokerDouble
 ) -> None:

@@ -307,6 +307,10 @@ class KubeCluster:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise ClusterError(f"{name} exited with {proc.returncode}:\n{tail}")
 
+    def wait_for(self, check: Any, timeout: float, what: str) -> None:
+        """Poll `check` until it holds; fails naming `what` (and any component that died)."""
+        self._wait_for(check, timeout, what)
+
     def _wait_for(self, check: Any, timeout: float, what: str) -> None:
         begin = time.monotonic()
         deadline = begin + timeout
@@ -326,24 +330,29 @@ class KubeCluster:
 
     # --- admin API calls (as system:masters) ----------------------------------------
 
-    def _ssl(self) -> ssl.SSLContext:
+    def _ssl(self, admin: bool = True) -> ssl.SSLContext:
         assert self.pki is not None
         ctx = ssl.create_default_context(cafile=str(self.pki.ca))
-        ctx.load_cert_chain(self.pki.cert("admin"), self.pki.key("admin"))
+        if admin:
+            ctx.load_cert_chain(self.pki.cert("admin"), self.pki.key("admin"))
         return ctx
 
     def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        """One call as cluster admin, or as the holder of `token`."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, context=self._ssl(), timeout=30) as resp:
+            with urllib.request.urlopen(req, context=self._ssl(token is None), timeout=30) as resp:
                 raw = resp.read()
                 status = resp.status
         except urllib.error.HTTPError as exc:

@@ -18,6 +18,9 @@ LABEL_RUN = "dshare.io/run"
 LABEL_OWNER_ORG = "dshare.io/owner-org"
 LABEL_COMPONENT = "dshare.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_USER_NAMESPACE = "dshare.io/user-namespace"
+# Pod Security admission's level for a namespace: see objects.user_namespace_labels.
+LABEL_POD_SECURITY = "pod-security.kubernetes.io/enforce"
 MANAGED_BY = "dshare"
 
 # The raw (unslugged) user name travels as an annotation: labels cannot hold every name.

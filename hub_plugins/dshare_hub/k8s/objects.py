@@ -17,7 +17,9 @@ from .names import (
     LABEL_DATA_ACCESS,
     LABEL_MANAGED_BY,
     LABEL_ORG,
+    LABEL_POD_SECURITY,
     LABEL_USER,
+    LABEL_USER_NAMESPACE,
     MANAGED_BY,
     label_value,
 )
@@ -48,6 +50,22 @@ def user_labels(user: str, org: str, component: str) -> dict[str, str]:
         LABEL_COMPONENT: component,
         LABEL_USER: label_value(user),
         LABEL_ORG: label_value(org),
+    }
+
+
+def user_namespace_labels(org: str) -> dict[str, str]:
+    """Labels the hub gives a user's namespace when it makes it.
+
+    Users hold no right on namespaces, so these are what NetworkPolicies and admission may
+    trust where pod labels cannot be (a user's workflows choose their pods' labels): the
+    brokers' policies admit servers by the org of their namespace. `baseline` Pod Security
+    refuses host networking (and privileged containers, host paths), which would take a
+    job pod out of the pod network where no NetworkPolicy applies.
+    """
+    return {
+        LABEL_USER_NAMESPACE: "true",
+        LABEL_ORG: label_value(org),
+        LABEL_POD_SECURITY: "baseline",
     }
 
 

@@ -119,6 +119,7 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
         leased = await self.dshare_leased_datasets(identity)
         interactive, skeletons = await self._dshare_mounts(identity, leased)
         if self.enable_user_namespaces:
+            self.user_namespace_labels = self.dshare_namespace_labels(identity)
             await self._ensure_namespace()
         await self.dshare_ensure_rbac(identity)
         token_volume = await self.dshare_token_volume(identity)
@@ -159,6 +160,16 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
             else:
                 skeletons.setdefault(dir_name, []).extend(item.skeleton)
         return interactive, skeletons
+
+    def dshare_namespace_labels(self, identity: Identity) -> dict[str, str]:
+        """The configured user_namespace_labels with dshare's own on top, which always win:
+        NetworkPolicies and admission trust them (objects.user_namespace_labels).
+
+        KubeSpawner sets them only when it creates the namespace; one made before keeps
+        its labels (the hub may not patch namespaces), so its server reaches no broker until
+        an operator labels it (docs/operator-guide.md).
+        """
+        return {**self.user_namespace_labels, **objects.user_namespace_labels(identity.org)}
 
     async def dshare_ensure_rbac(self, identity: Identity) -> None:
         """ServiceAccount, Role and RoleBinding of the user; 409 means already there."""
