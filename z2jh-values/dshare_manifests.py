@@ -234,6 +234,28 @@ def broker_rbac(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) ->
     return objects
 
 
+def admission_policy(name: str, resource_rules: list[Obj], **spec: Any) -> list[Obj]:
+    """A ValidatingAdmissionPolicy that fails closed, and the binding that makes it deny."""
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": _meta(name),
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": resource_rules},
+                **spec,
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": _meta(name),
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+    ]
+
+
 def broker_scope_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
     """Admission policy: a broker writes only its own org's mounts, claims only in user
     namespaces, credentials only in its own Secret namespace.
@@ -244,90 +266,75 @@ def broker_scope_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
     """
     name = "dshare-broker-scope"
     sa_prefix = f"system:serviceaccount:{namespace}:dshare-"
-    return [
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": _meta(name),
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE", "DELETE"],
-                            "resources": [
-                                "secrets",
-                                "persistentvolumeclaims",
-                                "persistentvolumes",
-                            ],
-                        }
-                    ]
-                },
-                "matchConditions": [
-                    {
-                        "name": "is-a-dshare-broker",
-                        "expression": f"request.userInfo.username.startsWith('{sa_prefix}')",
-                    }
+    return admission_policy(
+        name,
+        [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
+                "resources": [
+                    "secrets",
+                    "persistentvolumeclaims",
+                    "persistentvolumes",
                 ],
-                "variables": [
-                    # the org of the calling broker: system:serviceaccount:<ns>:dshare-<org>
-                    {
-                        "name": "org",
-                        "expression": f"request.userInfo.username.substring({len(sa_prefix)})",
-                    },
-                    {
-                        "name": "target",
-                        "expression": "request.operation == 'DELETE' ? oldObject : object",
-                    },
-                ],
-                "validations": [
-                    {
-                        "expression": (
-                            "has(variables.target.metadata.labels) && "
-                            f"'{OWNER_ORG_LABEL}' in variables.target.metadata.labels && "
-                            f"variables.target.metadata.labels['{OWNER_ORG_LABEL}']"
-                            ".lowerAscii() == variables.org"
-                        ),
-                        "message": (
-                            "a dshare broker may create, change and delete only objects "
-                            f"labelled {OWNER_ORG_LABEL} with its own organization"
-                        ),
-                        "reason": "Forbidden",
-                    },
-                    {
-                        "expression": (
-                            "request.resource.resource != 'persistentvolumeclaims' || "
-                            f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')"
-                        ),
-                        "message": (
-                            "dshare brokers may write PersistentVolumeClaims only in user "
-                            f"namespaces ({USER_NAMESPACE_PREFIX}*)"
-                        ),
-                        "reason": "Forbidden",
-                    },
-                    {
-                        "expression": (
-                            "request.resource.resource != 'secrets' || "
-                            "request.namespace == 'dshare-secrets-' + variables.org"
-                        ),
-                        "message": (
-                            "a dshare broker may write Secrets only in its own namespace "
-                            "dshare-secrets-<org>"
-                        ),
-                        "reason": "Forbidden",
-                    },
-                ],
+            }
+        ],
+        matchConditions=[
+            {
+                "name": "is-a-dshare-broker",
+                "expression": f"request.userInfo.username.startsWith('{sa_prefix}')",
+            }
+        ],
+        variables=[
+            # the org of the calling broker: system:serviceaccount:<ns>:dshare-<org>
+            {
+                "name": "org",
+                "expression": f"request.userInfo.username.substring({len(sa_prefix)})",
             },
-        },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": _meta(name),
-            "spec": {"policyName": name, "validationActions": ["Deny"]},
-        },
-    ]
+            {
+                "name": "target",
+                "expression": "request.operation == 'DELETE' ? oldObject : object",
+            },
+        ],
+        validations=[
+            {
+                "expression": (
+                    "has(variables.target.metadata.labels) && "
+                    f"'{OWNER_ORG_LABEL}' in variables.target.metadata.labels && "
+                    f"variables.target.metadata.labels['{OWNER_ORG_LABEL}']"
+                    ".lowerAscii() == variables.org"
+                ),
+                "message": (
+                    "a dshare broker may create, change and delete only objects "
+                    f"labelled {OWNER_ORG_LABEL} with its own organization"
+                ),
+                "reason": "Forbidden",
+            },
+            {
+                "expression": (
+                    "request.resource.resource != 'persistentvolumeclaims' || "
+                    f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')"
+                ),
+                "message": (
+                    "dshare brokers may write PersistentVolumeClaims only in user "
+                    f"namespaces ({USER_NAMESPACE_PREFIX}*)"
+                ),
+                "reason": "Forbidden",
+            },
+            {
+                "expression": (
+                    "request.resource.resource != 'secrets' || "
+                    "request.namespace == 'dshare-secrets-' + variables.org"
+                ),
+                "message": (
+                    "a dshare broker may write Secrets only in its own namespace "
+                    "dshare-secrets-<org>"
+                ),
+                "reason": "Forbidden",
+            },
+        ],
+    )
 
 
 # --- Argo hardening -----------------------------------------------------------------------
@@ -353,51 +360,34 @@ def pod_spec_patch_policy() -> list[Obj]:
     name = "dshare-deny-podspecpatch"
     workflow_like = _no_pod_spec_patch("object.spec")
     cron = _no_pod_spec_patch("object.spec.workflowSpec")
-    return [
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": _meta(name),
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["argoproj.io"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": [
-                                "workflows",
-                                "workflowtemplates",
-                                "clusterworkflowtemplates",
-                                "cronworkflows",
-                            ],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": (
-                            f"object.kind == 'CronWorkflow' ? ({cron}) : ({workflow_like})"
-                        ),
-                        "message": (
-                            "podSpecPatch is not allowed in dshare clusters: remove "
-                            "spec.podSpecPatch, spec.templateDefaults.podSpecPatch and every "
-                            "templates[].podSpecPatch (set resources and volumes in the "
-                            "workflow.yaml job instead)"
-                        ),
-                        "reason": "Forbidden",
-                    }
+    return admission_policy(
+        name,
+        [
+            {
+                "apiGroups": ["argoproj.io"],
+                "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": [
+                    "workflows",
+                    "workflowtemplates",
+                    "clusterworkflowtemplates",
+                    "cronworkflows",
                 ],
-            },
-        },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": _meta(name),
-            "spec": {"policyName": name, "validationActions": ["Deny"]},
-        },
-    ]
+            }
+        ],
+        validations=[
+            {
+                "expression": (f"object.kind == 'CronWorkflow' ? ({cron}) : ({workflow_like})"),
+                "message": (
+                    "podSpecPatch is not allowed in dshare clusters: remove "
+                    "spec.podSpecPatch, spec.templateDefaults.podSpecPatch and every "
+                    "templates[].podSpecPatch (set resources and volumes in the "
+                    "workflow.yaml job instead)"
+                ),
+                "reason": "Forbidden",
+            }
+        ],
+    )
 
 
 # --- Brokers ------------------------------------------------------------------------------
@@ -686,62 +676,47 @@ def reserved_server_label_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
     """
     name = "dshare-reserved-pod-labels"
     shown = ", ".join(f"{k}={v}" for k, v in sorted(SERVER_LABELS.items()))
-    return [
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": _meta(name),
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["pods"],
-                        }
-                    ]
-                },
-                "matchConditions": [
-                    # by name, as the broker scope policy: no label can take a namespace out
-                    {
-                        "name": "in-a-user-namespace",
-                        "expression": f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')",
-                    },
-                    {
-                        "name": "not-the-hub",
-                        "expression": (
-                            "request.userInfo.username != "
-                            f"'system:serviceaccount:{namespace}:{HUB_SERVICE_ACCOUNT}'"
-                        ),
-                    },
-                ],
-                "variables": [
-                    {"name": "server", "expression": _carries_server_labels("object")},
-                    {"name": "wasServer", "expression": _carries_server_labels("oldObject")},
-                ],
-                "validations": [
-                    {
-                        "expression": "!variables.server || variables.wasServer",
-                        "message": (
-                            f"only JupyterHub may create pods labelled {shown} in user "
-                            "namespaces: that label is what lets the user's server reach the "
-                            "hub, its broker and the Kubernetes API. Remove it from the "
-                            "workflow's podMetadata and templates' metadata."
-                        ),
-                        "reason": "Forbidden",
-                    }
-                ],
+    return admission_policy(
+        name,
+        [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["pods"],
+            }
+        ],
+        matchConditions=[
+            # by name, as the broker scope policy: no label can take a namespace out
+            {
+                "name": "in-a-user-namespace",
+                "expression": f"request.namespace.startsWith('{USER_NAMESPACE_PREFIX}')",
             },
-        },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": _meta(name),
-            "spec": {"policyName": name, "validationActions": ["Deny"]},
-        },
-    ]
+            {
+                "name": "not-the-hub",
+                "expression": (
+                    "request.userInfo.username != "
+                    f"'system:serviceaccount:{namespace}:{HUB_SERVICE_ACCOUNT}'"
+                ),
+            },
+        ],
+        variables=[
+            {"name": "server", "expression": _carries_server_labels("object")},
+            {"name": "wasServer", "expression": _carries_server_labels("oldObject")},
+        ],
+        validations=[
+            {
+                "expression": "!variables.server || variables.wasServer",
+                "message": (
+                    f"only JupyterHub may create pods labelled {shown} in user "
+                    "namespaces: that label is what lets the user's server reach the "
+                    "hub, its broker and the Kubernetes API. Remove it from the "
+                    "workflow's podMetadata and templates' metadata."
+                ),
+                "reason": "Forbidden",
+            }
+        ],
+    )
 
 
 def network_policies(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> list[Obj]:

@@ -30,6 +30,14 @@ def install(cluster: KubeCluster) -> list[dict[str, Any]]:
     the API server enforces each admission policy (it loads them a moment after they are
     stored, and a test that ran before would see them let anything through)."""
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": HUB_NAMESPACE}})
+    # The hub's ServiceAccount comes with the z2jh chart; dshare's ClusterRoleBinding names it.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "hub", "namespace": HUB_NAMESPACE},
+        }
+    )
     objects = shipped_objects()
     objects.sort(key=lambda obj: obj["kind"] != "Namespace")
     applied = [cluster.apply(obj) for obj in objects]

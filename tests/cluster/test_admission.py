@@ -30,13 +30,6 @@ SERVER_LABEL = {"component": "singleuser-server"}
 def ready(cluster: KubeCluster) -> KubeCluster:
     install(cluster)
     user_namespace(cluster, NS)
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "hub", "namespace": HUB_NAMESPACE},
-        }
-    )
     return cluster
 
 

@@ -35,14 +35,6 @@ def ready(cluster: KubeCluster) -> KubeCluster:
     install(cluster)
     user_namespace(cluster, NS)
     user_namespace(cluster, OTHER_NS)
-    # The chart's hub ServiceAccount, which the dshare-hub ClusterRoleBinding names.
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "hub", "namespace": HUB_NAMESPACE},
-        }
-    )
     return cluster
 
 
