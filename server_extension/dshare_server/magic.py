@@ -79,12 +79,6 @@ def default_context() -> RunContext:
     runner = os.environ.get("DSHARE_RUNNER", "broker")
     if runner == "local":
         ctx.mode = "local"
-    if runner == "argo":
-        ctx.mode = "argo"
-        from .workflow.argo import ArgoClient
-
-        ctx.argo_factory = ArgoClient
-        ctx.broker_url = os.environ.get("DSHARE_BROKER_URL", "")
     return ctx
 
 

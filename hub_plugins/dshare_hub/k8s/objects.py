@@ -89,7 +89,7 @@ def make_service_account(*, name: str, namespace: str, user: str, org: str) -> d
 
 
 def make_role(*, name: str, namespace: str, user: str, org: str) -> dict[str, Any]:
-    """The Role limiting the user's token to Argo workflows and pod logs in one namespace."""
+    """The Role limiting the user's token to reading workflows, pods and logs in one namespace."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",

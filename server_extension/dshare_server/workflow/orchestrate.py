@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
-from .argo import ArgoClient, job_states
 from .compiler import CompileContext, compile_workflow
 from .leases import leases_by_id, parse_timestamp
 from .local_runner import LocalRunner
@@ -69,9 +68,10 @@ class RunContext:
     """Where and as whom a workflow runs; built by the magic or the CLI."""
 
     user: str
-    # broker: the org broker compiles and its executor runs (embedded deployment);
-    # argo: submitted to Argo Workflows; local: in this process, for runs without data.
-    mode: Literal["broker", "local", "argo"] = "broker"
+    # broker: the org broker compiles and runs it (its executor, or Argo on Kubernetes);
+    # local: in this process, for runs without data. The scientist's server never submits
+    # anything that mounts data itself (DESIGN.md, the way data flows).
+    mode: Literal["broker", "local"] = "broker"
     home_dir: str = field(default_factory=lambda: os.path.expanduser("~"))  # host side
     cwd: str = field(default_factory=os.getcwd)
     home_path: str = "/home/jovyan"  # the notebook's home as jobs see it
@@ -84,7 +84,6 @@ class RunContext:
     service_account: str | None = None
     broker_url: str = ""
     broker_token_secret: str | None = None
-    argo_factory: Callable[[], ArgoClient] | None = None
     filename: str = "workflow.yaml"
     default_name: str = "workflow"
 
@@ -173,9 +172,8 @@ async def run_workflow(
     """Run a workflow.yaml; raises SpecError (nothing started) or returns the finished Run.
 
     ``dry_run`` compiles without asking the broker to start anything (``run.manifest``).
-    ``wait=False`` only matters on Argo: return once submitted; the workflow's exit
-    handler reports the outcome to the broker. ``runner`` lets a caller keep a handle
-    to cancel a local run.
+    ``wait=False``: return once the broker has the run; it follows the run to its end.
+    ``runner`` lets a caller keep a handle to cancel a local run.
     """
     notify = on_update or (lambda _run: None)
     leases = leases_by_id(await broker.list_leases())
@@ -208,7 +206,6 @@ async def run_workflow(
             user_notify(run)
 
     outcome = "failed"
-    report = True
     try:
         mounts = started.get("mounts") or {}
         run.manifest = compile_workflow(spec, compile_context(spec, ctx, run_id, mounts))
@@ -222,8 +219,6 @@ async def run_workflow(
             host_dirs = {local_claim(i): str(m["handle"]) for i, m in mounts.items()}
             host_dirs[ctx.home_claim or f"claim-{ctx.user}"] = ctx.home_dir
             await runner.run(run.manifest, host_dirs, run=run, on_update=notify)
-        else:
-            report = await _run_on_argo(run, ctx, wait, notify)
         outcome = run.state if run.state in ("succeeded", "failed", "cancelled") else "failed"
     except (asyncio.CancelledError, KeyboardInterrupt):
         outcome = "cancelled"
@@ -233,10 +228,9 @@ async def run_workflow(
         run.state, run.message = "failed", f"{exc.__class__.__name__}: {exc}"
         raise
     finally:
-        if report:
-            # Reported even when cancelled: the broker releases what it mounted.
-            digest = result_sha256(run) if outcome == "succeeded" else None
-            await asyncio.shield(broker.finish_run(run_id, outcome, digest))
+        # Reported even when cancelled: the broker releases what it mounted.
+        digest = result_sha256(run) if outcome == "succeeded" else None
+        await asyncio.shield(broker.finish_run(run_id, outcome, digest))
         run.finished_at = run.finished_at or utcnow()
         notify(run)
     return run
@@ -335,58 +329,3 @@ async def _run_on_executor(
         run.message = f"{run.message}\n{summary}".strip()
     notify(run)
     return run
-
-
-async def _run_on_argo(run: Run, ctx: RunContext, wait: bool, notify: UpdateCallback) -> bool:
-    """Submit and optionally follow; returns whether the caller still has to report."""
-    if ctx.argo_factory is None:
-        raise RuntimeError("no Argo client configured for this server")
-    argo = ctx.argo_factory()
-    try:
-        assert run.manifest is not None
-        created = await argo.submit(run.manifest)
-        run.workflow_name = created["metadata"]["name"]
-        run.state, run.started_at = "running", utcnow()
-        notify(run)
-        if not wait:
-            return False  # the workflow's onExit handler reports to the broker
-
-        def update(obj: dict[str, Any]) -> None:
-            _apply_status(run, obj)
-            notify(run)
-
-        try:
-            final = await argo.watch(run.workflow_name, update)
-        except asyncio.CancelledError:
-            await asyncio.shield(argo.stop(run.workflow_name))
-            raise
-        for job in run.jobs.values():
-            if job.state in ("succeeded", "failed"):
-                try:
-                    job.log_text = await argo.logs(final, job.name)
-                except Exception as exc:  # logs are best effort once pods are collected
-                    job.log_text = f"(log unavailable: {exc})"
-        return True
-    finally:
-        await argo.close()
-
-
-def _apply_status(run: Run, workflow: dict[str, Any]) -> None:
-    for name, info in job_states(workflow).items():
-        job = run.jobs.get(name)
-        if job is None:
-            continue
-        job.state = info["state"]
-        job.exit_code = info["exit_code"]
-        job.message = info["message"] or ""
-        job.started_at = parse_timestamp(info["started_at"])
-        job.finished_at = parse_timestamp(info["finished_at"])
-    phase = workflow.get("status", {}).get("phase", "Running")
-    run.state = {"Succeeded": "succeeded", "Failed": "failed", "Error": "failed"}.get(
-        phase, "running"
-    )
-    if run.state == "failed":
-        run.message = workflow.get("status", {}).get("message", "")
-        for job in run.jobs.values():
-            if job.state == "pending":
-                job.state = "skipped"
