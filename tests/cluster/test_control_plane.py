@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -117,4 +118,5 @@ def test_stop_ends_every_process_it_started() -> None:
     assert len(pids) == 5
     assert all(_alive(pid) for pid in pids)
     second.stop()
+    shutil.rmtree(root, ignore_errors=True)
     assert [pid for pid in pids if _alive(pid)] == []
