@@ -15,7 +15,7 @@ from kubespawner import KubeSpawner
 from traitlets import Bool, Enum, Int, Unicode
 
 from ..k8s import objects
-from ..k8s.api import KubeApi, RetryPolicy
+from ..k8s.api import KubeApi, KubeApiError, RetryPolicy
 from ..k8s.names import dataset_dir_name
 from .base import DShareSpawnerMixin, Identity, LeasedDataset
 
@@ -117,10 +117,13 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
     async def dshare_prepare(self) -> None:
         identity = self.dshare_identity()
         leased = await self.dshare_leased_datasets(identity)
-        interactive, skeletons = await self._dshare_mounts(identity, leased)
+        # The namespace before the session: the owner's broker makes the interactive
+        # leases' claims in it and may not create namespaces itself (a first spawn would
+        # fail with 404).
         if self.enable_user_namespaces:
             self.user_namespace_labels = self.dshare_namespace_labels(identity)
             await self._ensure_namespace()
+        interactive, skeletons = await self._dshare_mounts(identity, leased)
         await self.dshare_ensure_rbac(identity)
         token_volume = await self.dshare_token_volume(identity)
         self._dshare_identity = identity
@@ -262,5 +265,14 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
                 ("Secret", self.dshare_token_secret_name),
                 ("ServiceAccount", name),
             ):
-                await kube.delete(kind, obj_name, ns)
+                try:
+                    await kube.delete(kind, obj_name, ns)
+                except KubeApiError as exc:
+                    # The shipped hub ClusterRole holds no right on Secrets (only the
+                    # secret token mode needs one), so a hub that could not have made the
+                    # token Secret is refused (403) here; that must not leave the account
+                    # and the home claim behind.
+                    if kind != "Secret" or exc.status != 403:
+                        raise
+                    self.log.debug("no right to delete Secret %s/%s: %s", ns, obj_name, exc)
         await super().delete_forever()
