@@ -33,10 +33,10 @@ step pytest-server .venv/bin/pytest tests/server -p pytest_jupyter.jupyter_serve
   --junitxml="$out/pytest-server.xml" -o junit_suite_name=server
 
 # JupyterHub 5.5.0 + KubeSpawner 7.0.0 (the zero-to-jupyterhub 4.4.0 hub image): the suites
-# that import JupyterHub or KubeSpawner.
+# that import JupyterHub or KubeSpawner, and the spawn on the real control plane.
 jh5_suites=()
-for d in tests/auth tests/spawner tests/k8s tests/broker tests/hub; do
-  [ -d "$d" ] && jh5_suites+=("$d")
+for d in tests/auth tests/spawner tests/k8s tests/broker tests/hub tests/cluster/test_spawn_on_cluster.py; do
+  [ -e "$d" ] && jh5_suites+=("$d")
 done
 if [ ${#jh5_suites[@]} -gt 0 ]; then
   step pytest-jh5 .venv-jh5/bin/pytest "${jh5_suites[@]}" -m "not benchmark" -p no:cacheprovider \
