@@ -85,25 +85,14 @@ def test_role_binding_binds_only_the_users_service_account() -> None:
     assert_valid(rb)
 
 
-def test_token_request_is_bounded_and_can_be_bound_to_its_secret() -> None:
+def test_token_request_is_bounded() -> None:
     tr = objects.make_token_request(
-        audiences=["https://kubernetes.default.svc"],
-        expiration_seconds=3600,
-        bound_secret=("dshare-token-ann", "1234"),
+        audiences=["https://kubernetes.default.svc"], expiration_seconds=3600
     )
     assert tr == {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
-        "spec": {
-            "audiences": ["https://kubernetes.default.svc"],
-            "expirationSeconds": 3600,
-            "boundObjectRef": {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "name": "dshare-token-ann",
-                "uid": "1234",
-            },
-        },
+        "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600},
     }
     assert_valid(tr)
 
@@ -141,19 +130,6 @@ def test_projected_token_volume_holds_token_and_namespace() -> None:
             ]
         },
     }
-
-
-def test_token_secret_holds_namespace_and_token() -> None:
-    secret = objects.make_token_secret(
-        name="dshare-token-ann", namespace="jhub-ann", user="ann", org="UiS", token="tok"
-    )
-    assert secret["stringData"] == {"namespace": "jhub-ann", "token": "tok"}
-    assert secret["metadata"]["labels"]["dshare.io/component"] == "user-token"
-    assert_valid(secret)
-    empty = objects.make_token_secret(
-        name="dshare-token-ann", namespace="jhub-ann", user="ann", org="UiS", token=None
-    )
-    assert empty["stringData"] == {"namespace": "jhub-ann"}
 
 
 def _base_pod() -> dict:
@@ -297,19 +273,6 @@ def test_apply_does_not_mutate_its_input() -> None:
     before = json.dumps(base, sort_keys=True)
     objects.apply_pod_parts(base, _parts())
     assert json.dumps(base, sort_keys=True) == before
-
-
-def test_secret_token_volume_is_read_only_file() -> None:
-    volume = objects.make_secret_token_volume(secret_name="dshare-token-ann")
-    assert volume == {
-        "name": "dshare-token",
-        "secret": {"secretName": "dshare-token-ann", "defaultMode": 0o444},
-    }
-    pod = objects.apply_pod_parts(
-        _base_pod(), _parts(token_volume=volume, service_account_name=None)
-    )
-    assert_valid(pod)
-    assert "serviceAccountName" not in pod["spec"]
 
 
 def test_skeleton_script_writes_structure_and_stays_inside_its_root(tmp_path: Path) -> None:

@@ -175,28 +175,6 @@ async def test_without_a_claim_the_interactive_dataset_gets_its_skeleton(
     ]
 
 
-async def test_secret_token_mode_binds_a_token_to_a_secret(
-    cluster: ApiServerDouble, seeded: BrokerDouble
-) -> None:
-    spawner = _spawner(cluster, seeded, token_delivery="secret", token_audience="dshare")
-    await spawner.load_user_options()
-    (issued,) = cluster.tokens
-    secret = cluster.get("secrets", "dshare-ann-token", "jhub-ann")
-    assert secret is not None
-    assert issued["bound"] == {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "name": "dshare-ann-token",
-        "uid": secret["metadata"]["uid"],
-    }
-    assert issued["audiences"] == ["dshare"] and issued["expiration_seconds"] == 3600
-    pod = await _pod(spawner)
-    assert_valid(pod)
-    assert_pod_is_locked_down(pod, token_path="/var/run/secrets/dshare")
-    assert issued["token"] not in str(pod)
-    assert "serviceAccountName" not in pod["spec"]
-
-
 async def test_refused_user_leaves_the_cluster_untouched(
     cluster: ApiServerDouble, seeded: BrokerDouble
 ) -> None:
@@ -222,13 +200,13 @@ async def test_root_uid_is_refused(cluster: ApiServerDouble, seeded: BrokerDoubl
 async def test_delete_forever_removes_the_users_objects(
     cluster: ApiServerDouble, seeded: BrokerDouble
 ) -> None:
-    await _spawner(cluster, seeded, token_delivery="secret").load_user_options()
+    await _spawner(cluster, seeded).load_user_options()
     named = _spawner(cluster, seeded, delete_pvc=False)
     with mock.patch.object(DShareKubeSpawner, "name", "gpu"):
         await named.delete_forever()
     assert cluster.names("serviceaccounts") == ["jhub-ann/dshare-ann"]
     await _spawner(cluster, seeded, delete_pvc=False).delete_forever()
-    for resource in ("serviceaccounts", "roles", "rolebindings", "secrets"):
+    for resource in ("serviceaccounts", "roles", "rolebindings"):
         assert cluster.names(resource) == [], resource
     # Again: everything is already gone, 404s are fine.
     await _spawner(cluster, seeded, delete_pvc=False).delete_forever()

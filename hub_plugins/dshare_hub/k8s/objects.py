@@ -118,13 +118,8 @@ def make_token_request(
     *,
     audiences: Sequence[str],
     expiration_seconds: int,
-    bound_secret: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A TokenRequest for a ServiceAccount token with a bounded lifetime.
-
-    `bound_secret` is (name, uid) of the Secret that will hold the token: the API server
-    then invalidates the token as soon as that Secret is deleted.
-    """
+    """A TokenRequest for a ServiceAccount token with a bounded lifetime."""
     if expiration_seconds < 600:
         # The API server refuses anything shorter than ten minutes.
         raise ValueError(f"token expiration_seconds must be at least 600, got {expiration_seconds}")
@@ -132,33 +127,7 @@ def make_token_request(
         "audiences": list(audiences),
         "expirationSeconds": expiration_seconds,
     }
-    if bound_secret is not None:
-        spec["boundObjectRef"] = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "name": bound_secret[0],
-            "uid": bound_secret[1],
-        }
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-
-
-def make_token_secret(
-    *, name: str, namespace: str, user: str, org: str, token: str | None
-) -> dict[str, Any]:
-    """The Secret that carries the user's token file (secret delivery mode).
-
-    Created empty first (so the token can be bound to its uid), then filled with `token`.
-    """
-    data: dict[str, str] = {NAMESPACE_FILE: namespace}
-    if token is not None:
-        data[TOKEN_FILE] = token
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(name, namespace, user_labels(user, org, "user-token"), user),
-        "type": "Opaque",
-        "stringData": data,
-    }
 
 
 def make_projected_token_volume(*, audience: str, expiration_seconds: int) -> dict[str, Any]:
@@ -191,15 +160,6 @@ def make_projected_token_volume(*, audience: str, expiration_seconds: int) -> di
                 },
             ]
         },
-    }
-
-
-def make_secret_token_volume(*, secret_name: str) -> dict[str, Any]:
-    """The token Secret as a volume; the pod's only user is the Secret's owner."""
-    return {
-        "name": TOKEN_VOLUME,
-        # Readable by the notebook's user whatever its uid; no other user is in the pod.
-        "secret": {"secretName": secret_name, "defaultMode": 0o444},
     }
 
 

@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 from kubespawner import KubeSpawner
-from traitlets import Bool, Enum, Int, Unicode
+from traitlets import Bool, Int, Unicode
 
 from ..k8s import objects
-from ..k8s.api import KubeApi, KubeApiError, RetryPolicy
+from ..k8s.api import KubeApi, RetryPolicy
 from ..k8s.names import dataset_dir_name
 from .base import DShareSpawnerMixin, Identity, LeasedDataset
 
@@ -29,19 +29,6 @@ class _Response:
 
 class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
     """KubeSpawner for dshare: one narrow token per user, leased data read-only."""
-
-    token_delivery = Enum(
-        ["projected", "secret"],
-        default_value="projected",
-        config=True,
-        help="""How the per-user token for %dshare_run reaches the pod, always as a file at
-        /var/run/secrets/dshare/token (namespace beside it), never an env variable.
-        'projected' (default): a projected serviceAccountToken volume; the pod runs as the
-        user's ServiceAccount, the kubelet renews the token and it dies with the pod.
-        'secret': the hub asks the TokenRequest API for a token bound to a per-user Secret
-        and mounts that Secret; use it when the pod must keep another ServiceAccount (e.g.
-        one with cloud workload identity). That token is not renewed while the server runs.""",
-    )
 
     token_audience = Unicode(
         "",
@@ -96,10 +83,6 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
         """Name of the user's ServiceAccount, Role and RoleBinding (one per user)."""
         return str(self._expand_user_properties("dshare-{username}"))
 
-    @property
-    def dshare_token_secret_name(self) -> str:
-        return self.dshare_object_name + "-token"
-
     def _kube(self) -> KubeApi:
         return KubeApi(
             self.api.api_client,
@@ -132,11 +115,7 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
             org=identity.org,
             datasets_path=self.datasets_path,
             token_volume=token_volume,
-            service_account_name=(
-                self.dshare_object_name
-                if self.token_delivery == "projected"  # noqa: S105 - a mode name
-                else None
-            ),
+            service_account_name=self.dshare_object_name,
             interactive=interactive,
             skeletons=skeletons,
             skeleton_image=self.skeleton_image or str(self.image),
@@ -187,27 +166,13 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
         )
 
     async def dshare_token_volume(self, identity: Identity) -> dict[str, Any]:
-        if self.token_delivery == "projected":  # noqa: S105 - a mode name
-            return objects.make_projected_token_volume(
-                audience=self.token_audience, expiration_seconds=self.token_expiration_seconds
-            )
-        kube = self._kube()
-        name, ns = self.dshare_token_secret_name, self.namespace
-        common = {"name": name, "namespace": ns, "user": identity.user, "org": identity.org}
-        # The old Secret goes first: deleting it invalidates the token bound to it.
-        await kube.delete("Secret", name, ns)
-        await kube.create(objects.make_token_secret(**common, token=None))
-        created = await kube.read("Secret", name, ns)
-        uid = str(((created or {}).get("metadata") or {}).get("uid") or "")
-        request = objects.make_token_request(
-            audiences=[self.token_audience] if self.token_audience else [],
-            expiration_seconds=self.token_expiration_seconds,
-            bound_secret=(name, uid),
+        """The per-user token for the pod, always as a file at /var/run/secrets/dshare/token
+        (namespace beside it), never an env variable: a projected serviceAccountToken that
+        the kubelet renews and that dies with the pod. Nothing is stored in the cluster, so
+        the hub needs no right on Secrets."""
+        return objects.make_projected_token_volume(
+            audience=self.token_audience, expiration_seconds=self.token_expiration_seconds
         )
-        issued = await kube.request_token(self.dshare_object_name, ns, request)
-        token = str((issued.get("status") or {}).get("token") or "")
-        await kube.replace(objects.make_token_secret(**common, token=token))
-        return objects.make_secret_token_volume(secret_name=name)
 
     async def get_pod_manifest(self) -> Any:
         pod = await super().get_pod_manifest()
@@ -253,26 +218,12 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
             await self.dshare_close_session(self._dshare_identity or self.dshare_identity(), run_id)
 
     async def delete_forever(self) -> None:
-        """On user deletion, remove the user's ServiceAccount, Role, RoleBinding, token."""
+        """On user deletion, remove the user's ServiceAccount, Role and RoleBinding."""
         if not self.name:
             # Named servers share the user's objects; only the default server's deletion
             # means the user is gone.
             kube = self._kube()
             ns, name = self.namespace, self.dshare_object_name
-            for kind, obj_name in (
-                ("RoleBinding", name),
-                ("Role", name),
-                ("Secret", self.dshare_token_secret_name),
-                ("ServiceAccount", name),
-            ):
-                try:
-                    await kube.delete(kind, obj_name, ns)
-                except KubeApiError as exc:
-                    # The shipped hub ClusterRole holds no right on Secrets (only the
-                    # secret token mode needs one), so a hub that could not have made the
-                    # token Secret is refused (403) here; that must not leave the account
-                    # and the home claim behind.
-                    if kind != "Secret" or exc.status != 403:
-                        raise
-                    self.log.debug("no right to delete Secret %s/%s: %s", ns, obj_name, exc)
+            for kind in ("RoleBinding", "Role", "ServiceAccount"):
+                await kube.delete(kind, name, ns)
         await super().delete_forever()
