@@ -63,7 +63,15 @@ def test_hub_runs_the_dshare_authenticator_and_spawner(base):
     assert config["DShareOAuthenticator"]["org_claim_key"] == "org"
     assert config["DShareOAuthenticator"]["roles_claim_key"] == "roles"
     assert config["DShareOAuthenticator"]["admin_role_names"] == ["dshare-admin"]
-    assert config["DShareKubeSpawner"]["token_mount_path"] == "/var/run/secrets/dshare"
+    # Every key set for DShareKubeSpawner is one of its traits (a typo is only a warning
+    # in JupyterHub's log, and the setting silently does nothing).
+    from dshare_hub.spawner.kube import DShareKubeSpawner
+
+    traits = DShareKubeSpawner.class_trait_names(config=True)
+    assert sorted(set(config["DShareKubeSpawner"]) - set(traits)) == []
+    assert config["DShareKubeSpawner"]["broker_url_template"] == (
+        "http://dshare-{org_lower}.dshare.svc:8080"
+    )
 
 
 def test_users_get_their_own_namespace_and_no_service_account_token(base, manifests_module):
