@@ -119,11 +119,29 @@ async def _compiled(run_id: str, as_token: AsToken, **overrides: Any) -> dict[st
 
 
 def _submit(cluster: KubeCluster, manifest: dict[str, Any]) -> str:
+    # Strict field validation: the server refuses any field the schema of the Argo version
+    # it runs (its CRD, from the same module as the controller) does not know.
     status, body = cluster.request(
-        "POST", f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows", manifest
+        "POST",
+        f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows?fieldValidation=Strict",
+        manifest,
     )
     assert status == 201, body
     return str(body["metadata"]["name"])
+
+
+async def test_the_server_holds_compiled_workflows_to_the_running_argos_schema(
+    cluster: KubeCluster, user_ns: str, as_token: AsToken
+) -> None:
+    manifest = await _compiled("run-schema", as_token)
+    manifest["spec"]["templates"][1]["container"]["securityContxt"] = {}
+    status, body = cluster.request(
+        "POST",
+        f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows?fieldValidation=Strict&dryRun=All",
+        manifest,
+    )
+    assert status == 400, body
+    assert 'unknown field "spec.templates[1].container.securityContxt"' in body["message"]
 
 
 def _finished(cluster: KubeCluster, name: str, timeout: float = 120) -> dict[str, Any]:
