@@ -3,9 +3,9 @@
 Storage details are decrypted by the owner's broker just before these are built. Secret values
 go only into the Secret, which lives in the broker's own namespace (never the user's: a pod in
 the user's namespace could mount any Secret there; never one shared by orgs: each broker may
-read the Secrets of its namespace). The PV and the claim
-hold names and addresses only. Every PV is pre-bound to its claim, read-only, and `Retain`, so
-deleting it never asks a driver to delete the owner's share or bucket.
+read the Secrets of its namespace). The PV and the claim hold names and addresses only.
+Every PV is pre-bound to its claim, read-only, and `Retain`, so deleting it never asks a
+driver to delete the owner's share or bucket.
 """
 
 from __future__ import annotations
