@@ -287,10 +287,11 @@ def broker_scope_policy(namespace: str = HUB_NAMESPACE) -> list[Obj]:
             }
         ],
         variables=[
-            # the org of the calling broker: system:serviceaccount:<ns>:dshare-<org>
+            # the org of the calling broker: system:serviceaccount:<ns>:dshare-<org> (split,
+            # not an offset, so the expression does not depend on the namespace's length)
             {
                 "name": "org",
-                "expression": f"request.userInfo.username.substring({len(sa_prefix)})",
+                "expression": "request.userInfo.username.split(':')[3].substring(7)",
             },
             {
                 "name": "target",
@@ -547,12 +548,14 @@ def broker_service(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
     }
 
 
-def brokers(orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE) -> list[Obj]:
+def brokers(
+    orgs: tuple[str, ...] = ORGS, namespace: str = HUB_NAMESPACE, image: str = HUB_IMAGE
+) -> list[Obj]:
     out: list[Obj] = []
     for org in orgs:
         out += [
             broker_config_map(org, namespace),
-            broker_deployment(org, namespace),
+            broker_deployment(org, namespace, image),
             broker_service(org, namespace),
         ]
     return out

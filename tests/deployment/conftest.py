@@ -47,3 +47,14 @@ def manifests_module() -> ModuleType:
     sys.modules["dshare_manifests"] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def chart_module(manifests_module: ModuleType) -> ModuleType:
+    # dshare_chart imports dshare_manifests by name: the module above.
+    spec = importlib.util.spec_from_file_location("dshare_chart", Z2JH / "dshare_chart.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dshare_chart"] = module
+    spec.loader.exec_module(module)
+    return module
