@@ -131,7 +131,8 @@ class BrokerApp(HubServiceApp):
         help="""Embedded deployment: base URL of the job executor service (e.g.
         http://127.0.0.1:8110/services/dshare-executor/). When set, runs are submitted with
         their workflow and workspace, compiled here and run by the executor; the caller
-        never gets a mount. Leave empty on Kubernetes (runs go to Argo Workflows).""",
+        never gets a mount. Empty on Kubernetes, where this broker is to submit runs to Argo
+        Workflows itself (not built yet: there, a run is refused with that reason).""",
     ).tag(config=True)
 
     system_username_template = Unicode(

@@ -124,7 +124,9 @@ class _RunsBase(BaseHandler):
     def executor_runs(self) -> RunService:
         if self.runs is None:
             raise ApiError(
-                "NOT_FOUND", "this broker has no job executor (runs go to Argo Workflows)"
+                "NOT_FOUND",
+                "this broker runs no jobs: it has no executor (BrokerApp.executor_url), and "
+                "on Kubernetes the broker does not submit runs to Argo Workflows yet",
             )
         return self.runs
 
