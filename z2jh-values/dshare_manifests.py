@@ -101,7 +101,7 @@ HUB_CLUSTER_RULES: list[Obj] = [
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["clusterroles"],
         "verbs": ["bind"],
-        "resourceNames": ["dshare-argo-executor"],
+        "resourceNames": ["dshare-argo-executor", "dshare-broker-runs"],
     },
     # the per-namespace NetworkPolicies of per-user-namespace/ (no egress for data pods)
     {
@@ -121,6 +121,19 @@ BROKER_CLUSTER_RULES: list[Obj] = [
     # the claim in the user's namespace (namespaces are created on demand, hence cluster-wide;
     # dshare-broker-scope pins writes to user namespaces and to the broker's own claims)
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "delete"]},
+]
+
+# What the user's own org broker may do in that user's namespace, and nowhere else (the
+# hub binds it there at every spawn: dshare_hub.k8s.objects.make_broker_runs_binding):
+# submit the Workflow it compiled from the run's spec, stop it, follow it and its logs.
+BROKER_RUNS_RULES: list[Obj] = [
+    {
+        "apiGroups": ["argoproj.io"],
+        "resources": ["workflows"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 
 # In the org's own Secret namespace only: the storage credential the PV's CSI driver reads,
@@ -178,6 +191,7 @@ def hub_rbac(namespace: str = HUB_NAMESPACE) -> list[Obj]:
         cluster_role("dshare-hub", HUB_CLUSTER_RULES),
         cluster_role_binding("dshare-hub", "dshare-hub", [(namespace, "hub")]),
         cluster_role("dshare-argo-executor", ARGO_EXECUTOR_RULES),
+        cluster_role("dshare-broker-runs", BROKER_RUNS_RULES),
     ]
 
 

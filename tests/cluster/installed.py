@@ -8,10 +8,13 @@ server. User namespaces are made as DShareKubeSpawner makes them.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
 from kube_cluster import REPO, KubeCluster
+
+from dshare_hub.k8s.api import KubeApi
 
 MANIFESTS = REPO / "z2jh-values" / "manifests"
 HUB_NAMESPACE = "dshare"
@@ -101,3 +104,21 @@ def user_namespace(cluster: KubeCluster, name: str) -> str:
         }
     )
     return name
+
+
+async def spawn_rbac(hub: KubeApi, *, user: str, org: str, namespace: str) -> str:
+    """What DShareKubeSpawner makes in the user's namespace at every spawn, made by its own
+    method (with its default settings) over the hub's token; returns the account's name."""
+    from dshare_hub.spawner.base import Identity
+    from dshare_hub.spawner.kube import DShareKubeSpawner
+
+    traits = DShareKubeSpawner.class_traits()
+    stand_in = SimpleNamespace(
+        dshare_object_name=f"dshare-{user}",
+        namespace=namespace,
+        _kube=lambda: hub,
+        broker_account_template=traits["broker_account_template"].default_value,
+        broker_namespace=traits["broker_namespace"].default_value,
+    )
+    await DShareKubeSpawner.dshare_ensure_rbac(stand_in, Identity(user, org, ("scientist",)))  # type: ignore[arg-type]
+    return stand_in.dshare_object_name

@@ -20,7 +20,7 @@ from dshare_hub.k8s import objects
 from dshare_hub.k8s.api import KubeApi
 
 from .conftest import api_config
-from .installed import HUB_NAMESPACE, install, user_namespace
+from .installed import HUB_NAMESPACE, install, spawn_rbac, user_namespace
 
 AsToken = Callable[[str, str], KubeApi]
 pytestmark = pytest.mark.asyncio
@@ -39,13 +39,7 @@ def ready(cluster: KubeCluster) -> KubeCluster:
 
 
 async def _spawn_rbac(hub: KubeApi) -> None:
-    # What DShareKubeSpawner.dshare_ensure_rbac does, with the hub's own token.
-    common = {"name": NAME, "namespace": NS, "user": "ulla", "org": "UiO"}
-    await hub.create(objects.make_service_account(**common))
-    await hub.create(objects.make_role(**common), replace=True)
-    await hub.create(
-        objects.make_role_binding(**common, service_account=NAME, role=NAME), replace=True
-    )
+    await spawn_rbac(hub, user="ulla", org="UiO", namespace=NS)
 
 
 async def _user_token(hub: KubeApi) -> str:

@@ -126,7 +126,9 @@ def test_hub_cluster_wide_rights_are_exactly_the_justified_ones(manifests_module
         ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     }
     bind = next(r for r in role["rules"] if r["verbs"] == ["bind"])
-    assert bind["resourceNames"] == ["dshare-argo-executor"]
+    # the workflow executor's role, and the user's own org broker's rights in the user's
+    # namespace (dshare-broker-runs): the hub grants only these
+    assert bind["resourceNames"] == ["dshare-argo-executor", "dshare-broker-runs"]
     # the hub never touches PersistentVolumes or Secrets: the brokers do
     assert ("", "persistentvolumes") not in _rights(role["rules"])
     assert ("", "secrets") not in _rights(role["rules"])

@@ -83,7 +83,7 @@ async def test_spawn_makes_rbac_and_a_locked_down_pod(
     assert cluster.names("namespaces") == ["jhub-ann"]
     assert cluster.names("serviceaccounts") == ["jhub-ann/dshare-ann"]
     assert cluster.names("roles") == ["jhub-ann/dshare-ann"]
-    assert cluster.names("rolebindings") == ["jhub-ann/dshare-ann"]
+    assert cluster.names("rolebindings") == ["jhub-ann/dshare-ann", "jhub-ann/dshare-broker-runs"]
     role = cluster.get("roles", "dshare-ann", "jhub-ann")
     assert role is not None
     assert_role_is_narrow(role)
@@ -91,6 +91,13 @@ async def test_spawn_makes_rbac_and_a_locked_down_pod(
     assert binding is not None
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "dshare-ann", "namespace": "jhub-ann"}
+    ]
+    # The user's own org's broker (UiS) runs and follows the user's jobs here, no other.
+    runs = cluster.get("rolebindings", "dshare-broker-runs", "jhub-ann")
+    assert runs is not None
+    assert runs["roleRef"]["name"] == "dshare-broker-runs"
+    assert runs["subjects"] == [
+        {"kind": "ServiceAccount", "name": "dshare-uis", "namespace": "dshare"}
     ]
     # Only the interactive lease was asked for as a session mount.
     assert seeded.bodies[0]["lease_ids"] == ["L1"]
@@ -158,7 +165,7 @@ async def test_transient_api_errors_are_retried(
     cluster.fail_next("POST", r"/serviceaccounts$", 500)
     cluster.fail_next("POST", r"/rolebindings$", 429)
     await _spawner(cluster, seeded).load_user_options()
-    assert cluster.names("rolebindings") == ["jhub-ann/dshare-ann"]
+    assert cluster.names("rolebindings") == ["jhub-ann/dshare-ann", "jhub-ann/dshare-broker-runs"]
 
 
 async def test_without_a_claim_the_interactive_dataset_gets_its_skeleton(

@@ -43,6 +43,11 @@ USER_ROLE_RULES: list[dict[str, Any]] = [
 ]
 
 
+# The ClusterRole (shipped with the chart) whose rights the user's own org broker gets in
+# the user's namespace, and nowhere else: it submits the runs it compiled and follows them.
+BROKER_RUNS_ROLE = "dshare-broker-runs"
+
+
 def user_labels(user: str, org: str, component: str) -> dict[str, str]:
     """Labels every per-user object carries: the reaper and NetworkPolicies select on them."""
     return {
@@ -111,6 +116,29 @@ def make_role_binding(
         "metadata": _meta(name, namespace, user_labels(user, org, "user-rbac"), user),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+
+
+def make_broker_runs_binding(
+    *, namespace: str, user: str, org: str, broker_account: str, broker_namespace: str
+) -> dict[str, Any]:
+    """Binds BROKER_RUNS_ROLE in the user's namespace to the user's own org's broker.
+
+    A broker holds no cluster-wide right on workflows, pods or logs: a job's log may carry
+    what a run computed from another org's data, so another org's broker must not read it.
+    """
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(BROKER_RUNS_ROLE, namespace, user_labels(user, org, "broker-runs"), user),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": BROKER_RUNS_ROLE,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": broker_account, "namespace": broker_namespace}
+        ],
     }
 
 

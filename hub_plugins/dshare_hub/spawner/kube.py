@@ -44,6 +44,21 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
         minimum). Projected tokens are renewed by the kubelet before they expire.""",
     )
 
+    broker_account_template = Unicode(
+        "dshare-{org_lower}",
+        config=True,
+        help="""The ServiceAccount of the user's org broker ({org}, {org_lower}), which gets
+        the rights of the chart's dshare-broker-runs ClusterRole in this user's namespace
+        only. Change it only together with the chart's broker names.""",
+    )
+
+    broker_namespace = Unicode(
+        "dshare",
+        config=True,
+        help="""Namespace of the brokers' ServiceAccounts: the one the dshare chart is
+        installed in (with zero-to-jupyterhub, the hub's).""",
+    )
+
     datasets_path = Unicode(
         "/home/jovyan/datasets",
         config=True,
@@ -154,7 +169,8 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
         return {**self.user_namespace_labels, **objects.user_namespace_labels(identity.org)}
 
     async def dshare_ensure_rbac(self, identity: Identity) -> None:
-        """ServiceAccount, Role and RoleBinding of the user; 409 means already there."""
+        """ServiceAccount, Role and RoleBinding of the user, and the user's org broker's
+        rights in the namespace; 409 means already there."""
         name, ns = self.dshare_object_name, self.namespace
         kube = self._kube()
         common = {"name": name, "namespace": ns, "user": identity.user, "org": identity.org}
@@ -163,6 +179,17 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
         await kube.create(objects.make_role(**common), replace=True)
         await kube.create(
             objects.make_role_binding(**common, service_account=name, role=name), replace=True
+        )
+        broker = self.broker_account_template.format(org=identity.org, org_lower=identity.org_lower)
+        await kube.create(
+            objects.make_broker_runs_binding(
+                namespace=ns,
+                user=identity.user,
+                org=identity.org,
+                broker_account=broker,
+                broker_namespace=self.broker_namespace,
+            ),
+            replace=True,
         )
 
     async def dshare_token_volume(self, identity: Identity) -> dict[str, Any]:
@@ -224,6 +251,7 @@ class DShareKubeSpawner(DShareSpawnerMixin, KubeSpawner):
             # means the user is gone.
             kube = self._kube()
             ns, name = self.namespace, self.dshare_object_name
+            await kube.delete("RoleBinding", objects.BROKER_RUNS_ROLE, ns)
             for kind in ("RoleBinding", "Role", "ServiceAccount"):
                 await kube.delete(kind, name, ns)
         await super().delete_forever()
