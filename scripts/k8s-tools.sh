@@ -14,6 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Go comes with the machine (/usr/local/go on this kind); a shell without it on PATH still
+# finds it there.
+command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+if ! command -v go >/dev/null; then
+  echo "k8s-tools: no Go toolchain found (looked on PATH and in /usr/local/go/bin); install" \
+    "Go 1.26 or newer" >&2
+  exit 1
+fi
+
 cache=${DSHARE_TOOLS_CACHE:-$HOME/.cache/dshare/k8s-tools}
 links=$PWD/.k8s-bin
 export GOFLAGS=-mod=readonly CGO_ENABLED=0
