@@ -17,6 +17,7 @@ from kube_cluster import KubeCluster
 
 from dshare_hub.k8s.api import KubeApi
 
+from .bodies import pod, workflow
 from .installed import HUB_NAMESPACE, install, user_namespace
 
 AsToken = Callable[[str, str], KubeApi]
@@ -31,19 +32,6 @@ def ready(cluster: KubeCluster) -> KubeCluster:
     install(cluster)
     user_namespace(cluster, NS)
     return cluster
-
-
-def _workflow(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"generateName": "adm-", "namespace": NS},
-        "spec": {
-            "entrypoint": "main",
-            "templates": [{"name": "main", "container": {"image": "x", "command": ["true"]}}],
-            **spec,
-        },
-    }
 
 
 def _post_workflow(cluster: KubeCluster, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -61,7 +49,7 @@ def _post_workflow(cluster: KubeCluster, body: dict[str, Any]) -> tuple[int, dic
 async def test_pod_spec_patch_is_refused_even_for_cluster_admin(
     ready: KubeCluster, where: dict[str, Any]
 ) -> None:
-    status, body = _post_workflow(ready, _workflow(**where))
+    status, body = _post_workflow(ready, workflow(NS, **where))
     assert status in (403, 422), body
     assert "podSpecPatch is not allowed in dshare clusters" in body["message"]
     templates = [
@@ -71,40 +59,33 @@ async def test_pod_spec_patch_is_refused_even_for_cluster_admin(
             "container": {"image": "x", "command": ["true"]},
         }
     ]
-    status, body = _post_workflow(ready, _workflow(templates=templates))
+    status, body = _post_workflow(ready, workflow(NS, templates=templates))
     assert "podSpecPatch is not allowed" in body.get("message", ""), (status, body)
     # The same workflow without it is accepted: the policy refuses the field, not workflows.
-    status, body = _post_workflow(ready, _workflow())
+    status, body = _post_workflow(ready, workflow(NS))
     assert status == 201, body
-
-
-def _pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": labels},
-        "spec": {"containers": [{"name": "notebook", "image": "never-pulled"}]},
-    }
 
 
 async def test_only_the_hub_may_label_a_pod_as_a_users_server(
     ready: KubeCluster, as_token: AsToken
 ) -> None:
     status, body = ready.request(
-        "POST", f"/api/v1/namespaces/{NS}/pods", _pod("fake", SERVER_LABEL)
+        "POST", f"/api/v1/namespaces/{NS}/pods", pod("fake", NS, SERVER_LABEL)
     )
     assert status in (403, 422), body
     assert "only JupyterHub may create pods labelled component=singleuser-server" in body["message"]
     hub = as_token(HUB_NAMESPACE, "hub")
-    assert await hub.create(_pod("jupyter-ada", SERVER_LABEL)) is True
+    assert await hub.create(pod("jupyter-ada", NS, SERVER_LABEL)) is True
     await hub.delete("Pod", "jupyter-ada", NS)
     # Other labels stay free: the policy reserves the one the NetworkPolicies grant on.
-    status, body = ready.request("POST", f"/api/v1/namespaces/{NS}/pods", _pod("plain", {"a": "b"}))
+    status, body = ready.request(
+        "POST", f"/api/v1/namespaces/{NS}/pods", pod("plain", NS, {"a": "b"})
+    )
     assert status == 201, body
 
 
 async def test_a_workflow_cannot_give_its_pods_the_servers_label(ready: KubeCluster) -> None:
-    status, body = _post_workflow(ready, _workflow(podMetadata={"labels": SERVER_LABEL}))
+    status, body = _post_workflow(ready, workflow(NS, podMetadata={"labels": SERVER_LABEL}))
     assert status == 201, body
     name = body["metadata"]["name"]
     deadline = time.monotonic() + 90

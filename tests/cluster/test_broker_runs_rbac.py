@@ -10,15 +10,14 @@ staging the outputs, the gate) is not built yet; this is its authorization.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from kube_cluster import POD_LOG_LINE, KubeCluster
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from dshare_hub.k8s.api import KubeApi
 
+from .bodies import running_pod, status_of, workflow
 from .conftest import api_config
 from .installed import HUB_NAMESPACE, install, spawn_rbac, user_namespace
 
@@ -38,50 +37,13 @@ def ready(cluster: KubeCluster) -> KubeCluster:
     return cluster
 
 
-def _workflow() -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"generateName": "run-"},
-        "spec": {
-            "entrypoint": "main",
-            "templates": [{"name": "main", "container": {"image": "x", "command": ["true"]}}],
-        },
-    }
-
-
-async def _status(call: Any) -> int:
-    try:
-        await call
-    except ApiException as exc:
-        return int(exc.status)
-    return 200
-
-
 async def test_only_the_users_own_org_broker_runs_and_follows_jobs_there(
     ready: KubeCluster, as_token: AsToken
 ) -> None:
     hub = as_token(HUB_NAMESPACE, "hub")
     await spawn_rbac(hub, user=UIO_USER, org="UiO", namespace=UIO_NS)
     await spawn_rbac(hub, user=UIS_USER, org="UiS", namespace=UIS_NS)
-    ready.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "job", "namespace": UIO_NS},
-            "spec": {"containers": [{"name": "main", "image": "never-pulled"}]},
-        }
-    )
-    ready.wait_for(
-        lambda: (
-            (ready.get(f"/api/v1/namespaces/{UIO_NS}/pods/job") or {})
-            .get("status", {})
-            .get("phase")
-            == "Running"
-        ),
-        30,
-        "the job pod to run",
-    )
+    running_pod(ready, "job", UIO_NS)
     uio = ready.token_for(HUB_NAMESPACE, "dshare-uio")
     uis = ready.token_for(HUB_NAMESPACE, "dshare-uis")
     async with (
@@ -89,14 +51,14 @@ async def test_only_the_users_own_org_broker_runs_and_follows_jobs_there(
         client.ApiClient(api_config(ready, uis)) as as_uis,
     ):
         own = client.CustomObjectsApi(as_uio)
-        created = await own.create_namespaced_custom_object(*WF, UIO_NS, "workflows", _workflow())
+        created = await own.create_namespaced_custom_object(*WF, UIO_NS, "workflows", workflow())
         name = created["metadata"]["name"]
         assert (
-            await _status(own.get_namespaced_custom_object(*WF, UIO_NS, "workflows", name)) == 200
+            await status_of(own.get_namespaced_custom_object(*WF, UIO_NS, "workflows", name)) == 200
         )
         stop = {"spec": {"shutdown": "Terminate"}}
         assert (
-            await _status(
+            await status_of(
                 own.patch_namespaced_custom_object(
                     *WF,
                     UIO_NS,
@@ -116,7 +78,7 @@ async def test_only_the_users_own_org_broker_runs_and_follows_jobs_there(
         other = client.CustomObjectsApi(as_uis)
         refused = {
             "another org's broker submits": other.create_namespaced_custom_object(
-                *WF, UIO_NS, "workflows", _workflow()
+                *WF, UIO_NS, "workflows", workflow()
             ),
             "...reads the workflow": other.get_namespaced_custom_object(
                 *WF, UIO_NS, "workflows", name
@@ -126,7 +88,7 @@ async def test_only_the_users_own_org_broker_runs_and_follows_jobs_there(
                 "job", UIO_NS, container="main"
             ),
             "a broker anywhere else": own.create_namespaced_custom_object(
-                *WF, "default", "workflows", _workflow()
+                *WF, "default", "workflows", workflow()
             ),
             "a broker in another org's user's namespace": own.list_namespaced_custom_object(
                 *WF, UIS_NS, "workflows"
@@ -138,6 +100,6 @@ async def test_only_the_users_own_org_broker_runs_and_follows_jobs_there(
             ),
         }
         for what, call in refused.items():
-            assert await _status(call) == 403, what
+            assert await status_of(call) == 403, what
         # The UiS broker does hold these rights in its own user's namespace.
-        assert await _status(other.list_namespaced_custom_object(*WF, UIS_NS, "workflows")) == 200
+        assert await status_of(other.list_namespaced_custom_object(*WF, UIS_NS, "workflows")) == 200

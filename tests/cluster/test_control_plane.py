@@ -7,13 +7,13 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from kube_cluster import POD_CIDR, REPO, KubeCluster
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .bodies import running_pod
 from .conftest import api_config
 
 
@@ -52,26 +52,12 @@ def test_nodes_pods_and_services_have_loopback_addresses_only(cluster: KubeClust
     cluster.apply(
         {
             "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "probe", "namespace": ns},
-            "spec": {"containers": [{"name": "c", "image": "never-pulled"}]},
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": "probe", "namespace": ns},
             "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}},
         }
     )
-    deadline = time.monotonic() + 30
-    pod: dict = {}
-    while time.monotonic() < deadline:
-        pod = cluster.get(f"/api/v1/namespaces/{ns}/pods/probe") or {}
-        if (pod.get("status") or {}).get("podIP"):
-            break
-        time.sleep(0.2)
+    pod = running_pod(cluster, "probe", ns)
     assert pod["status"]["phase"] == "Running"
     assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(POD_CIDR)
     objects = [

@@ -8,17 +8,16 @@ own namespace, reading workflows and logs; no pod, no workflow, no Secret, no vo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 from kube_cluster import POD_LOG_LINE, KubeCluster
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from dshare_hub.k8s import objects
 from dshare_hub.k8s.api import KubeApi
 
+from .bodies import pod, running_pod, status_of, workflow
 from .conftest import api_config
 from .installed import HUB_NAMESPACE, install, spawn_rbac, user_namespace
 
@@ -61,36 +60,6 @@ async def test_the_hub_can_make_the_users_rights_at_every_spawn(
     assert role["rules"] == objects.USER_ROLE_RULES
 
 
-def _pod(name: str, namespace: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": [{"name": "main", "image": "never-pulled"}]},
-    }
-
-
-def _workflow(namespace: str) -> dict[str, object]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"generateName": "mine-", "namespace": namespace},
-        "spec": {
-            "entrypoint": "main",
-            "templates": [{"name": "main", "container": {"image": "x", "command": ["true"]}}],
-            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "dshare-any"}}],
-        },
-    }
-
-
-async def _status(call: object) -> int:
-    try:
-        await call  # type: ignore[misc]
-    except ApiException as exc:
-        return int(exc.status)
-    return 200
-
-
 async def test_the_users_token_reads_its_own_workflows_pods_and_logs_and_nothing_else(
     ready: KubeCluster, as_token: AsToken
 ) -> None:
@@ -98,13 +67,7 @@ async def test_the_users_token_reads_its_own_workflows_pods_and_logs_and_nothing
     await _spawn_rbac(hub)
     token = await _user_token(hub)
     # A pod of the user's (as a broker-submitted job would be), running on the kwok node.
-    ready.apply(_pod("job-1", NS))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pod = ready.get(f"/api/v1/namespaces/{NS}/pods/job-1") or {}
-        if (pod.get("status") or {}).get("phase") == "Running":
-            break
-        time.sleep(0.2)
+    running_pod(ready, "job-1", NS)
     async with client.ApiClient(api_config(ready, token)) as api_client:
         core = client.CoreV1Api(api_client)
         custom = client.CustomObjectsApi(api_client)
@@ -115,17 +78,23 @@ async def test_the_users_token_reads_its_own_workflows_pods_and_logs_and_nothing
             "read own pod": core.read_namespaced_pod("job-1", NS),
         }
         for what, call in allowed.items():
-            assert await _status(call) == 200, what
+            assert await status_of(call) == 200, what
         log = await core.read_namespaced_pod_log("job-1", NS, container="main")
         assert POD_LOG_LINE in log
         refused = {
             "create a workflow that mounts a claim": custom.create_namespaced_custom_object(
-                *wf, NS, "workflows", _workflow(NS)
+                *wf,
+                NS,
+                "workflows",
+                workflow(
+                    NS,
+                    volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "dshare-any"}}],
+                ),
             ),
             "delete workflows": custom.delete_collection_namespaced_custom_object(
                 *wf, NS, "workflows"
             ),
-            "create a pod": core.create_namespaced_pod(NS, _pod("mine", NS)),
+            "create a pod": core.create_namespaced_pod(NS, pod("mine", NS)),
             "delete a pod": core.delete_namespaced_pod("job-1", NS),
             "exec into a pod": core.connect_get_namespaced_pod_exec(
                 "job-1", NS, command=["sh"], stdout=True
@@ -162,4 +131,4 @@ async def test_the_users_token_reads_its_own_workflows_pods_and_logs_and_nothing
             ),
         }
         for what, call in refused.items():
-            assert await _status(call) == 403, what
+            assert await status_of(call) == 403, what

@@ -39,22 +39,21 @@ def helm_merge(base: Any, overlay: Any) -> Any:
     return copy.deepcopy(overlay)
 
 
-@pytest.fixture(scope="session")
-def manifests_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dshare_manifests", Z2JH / "dshare_manifests.py")
+def _load(name: str) -> ModuleType:
+    # A script of z2jh-values/, importable by its name (dshare_chart imports dshare_manifests).
+    spec = importlib.util.spec_from_file_location(name, Z2JH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["dshare_manifests"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def manifests_module() -> ModuleType:
+    return _load("dshare_manifests")
 
 
 @pytest.fixture(scope="session")
 def chart_module(manifests_module: ModuleType) -> ModuleType:
-    # dshare_chart imports dshare_manifests by name: the module above.
-    spec = importlib.util.spec_from_file_location("dshare_chart", Z2JH / "dshare_chart.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dshare_chart"] = module
-    spec.loader.exec_module(module)
-    return module
+    return _load("dshare_chart")
