@@ -23,14 +23,14 @@ from ..webapi import ApiError, bad
 from . import dataview, joblogs
 from . import workspace as ws
 from .deliver import deliver
-from .gate import Output, Policy, fit_ledger, judge, name_copies, redacted_name, saved_policy
+from .gate import saved_policy
 from .identity import JobIdentity, PoolExhausted, UidPool, kill_uid
 from .intake import RunRequest, check_run_request, refuse_sandbox
 from .jail import Sandbox
 from .limits import JobLimits
 from .mounts import OpenMount, OrgPlaces, open_mount
+from .outputs import corpora_of, gate_run
 from .store import ACTIVE_STATES, RunStore
-from .winnow import Corpus, read_corpus
 
 log = logging.getLogger("dshare.executor")
 OUTPUT_FIELDS = ("path", "sha256", "size", "decision", "checks", "owners")
@@ -338,70 +338,29 @@ class ExecutorService:
     ) -> None:
         # Nothing of the job uid may still run while its files are read.
         await asyncio.to_thread(kill_uid, record["job_uid"])
-        staging = run_dir / ws.OUTPUTS
-        found = await asyncio.to_thread(ws.collect, workspace, seeded, staging)
-        # The run's own log paths belong to its logs, whatever a job wrote there.
-        prefix = ws.log_path(record["id"], "x").rsplit("/", 1)[0] + "/"
-        found = {rel: info for rel, info in found.items() if not rel.startswith(prefix)}
-        if opened:
-            found |= await asyncio.to_thread(
-                ws.collect_logs, run_dir / "logs", record["id"], staging
-            )
-        kept, warnings = fit_ledger(found)
-        record["warnings"].extend(warnings)
-        for rel in set(found) - set(kept):
-            with contextlib.suppress(OSError):
-                (staging / rel).unlink()
         policies = {k: saved_policy(k, v) for k, v in record["policies"].items()}
-        corpora = await asyncio.to_thread(self._corpora, opened, policies)
-        outputs, released = [], {}
-        for rel, info in ((rel, found[rel]) for rel in kept):
-            # An output is read only as far as the scan cap: a huge one is held unread.
-            data = (
-                b""
-                if info.size > self.scan_cap
-                else await asyncio.to_thread((staging / rel).read_bytes)
-            )
-            output = Output(rel, data, info.size)
-            verdict = await asyncio.to_thread(judge, output, policies, corpora)
-            # A name that copies the data is itself a way out: the ledger, the scientist
-            # and the admins see it redacted; only a release delivers it under its name.
-            redact = any(c is not None and name_copies(rel, c) for c in corpora.values())
-            outputs.append(
-                {
-                    "path": redacted_name(rel) if redact else rel,
-                    "stage": rel,
-                    **info.as_dict(),
-                    "decision": verdict.decision,
-                    "checks": [c.as_dict() for c in verdict.checks],
-                    "owners": verdict.owners,
-                    "decisions": {},
-                }
-            )
-            if verdict.decision == "released":
-                released[rel] = staging / rel
-        record["outputs"] = outputs
-        self.store.save(record)
-        await self._deliver(record, released)
 
-    def _corpora(
-        self, opened: list[OpenMount], policies: dict[str, Policy]
-    ) -> dict[str, Corpus | None]:
-        corpora: dict[str, Corpus | None] = {}
-        for m in opened:
-            policy = policies.get(m.lease_id)
-            # Read for the verbatim check, and under review to redact names that copy the
-            # input; an owner who releases automatically asked for neither.
-            if policy is None or policy.mode == "auto":
-                continue
-            if policy.mode == "checks" and "verbatim_input" not in policy.checks:
-                continue
-            try:
-                corpora[m.lease_id] = read_corpus(m.fd, self.scan_cap)
-            except OSError:
-                log.exception("lease %s: cannot read its input for the gate", m.lease_id)
-                corpora[m.lease_id] = None
-        return corpora
+        def unreadable(lease_id: str) -> None:
+            log.error("lease %s: cannot read its input for the gate", lease_id)
+
+        corpora = await asyncio.to_thread(
+            corpora_of, {m.lease_id: m.fd for m in opened}, policies, self.scan_cap, unreadable
+        )
+        gated = await asyncio.to_thread(
+            gate_run,
+            run_id=record["id"],
+            workspace=workspace,
+            seeded=seeded,
+            staging=run_dir / ws.OUTPUTS,
+            logs=run_dir / "logs" if opened else None,
+            policies=policies,
+            corpora=corpora,
+            scan_cap=self.scan_cap,
+        )
+        record["warnings"].extend(gated.warnings)
+        record["outputs"] = gated.outputs
+        self.store.save(record)
+        await self._deliver(record, gated.released)
 
     async def _deliver(self, record: dict[str, Any], files: dict[str, Path]) -> None:
         if not files:
