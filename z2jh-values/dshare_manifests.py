@@ -89,12 +89,15 @@ HUB_CLUSTER_RULES: list[Obj] = [
     },
     # Kubernetes refuses to let anyone create a Role granting rights they do not hold
     # themselves, so the hub must hold what the per-user Role grants: reading Argo
-    # Workflows and pod logs. It never uses them itself.
+    # Workflows. It never uses them itself.
     {
         "apiGroups": ["argoproj.io"],
         "resources": ["workflows"],
         "verbs": ["get", "list", "watch"],
     },
+    # The per-user Role no longer grants pod logs (a job's log could carry leased data
+    # past the output gate), so the escalation check no longer needs this; the hub never
+    # uses it itself.
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     # ...and the right to bind (only) the workflow executor role in user namespaces.
     {

@@ -40,7 +40,7 @@ def test_service_account_never_automounts_its_token() -> None:
     assert_valid(sa)
 
 
-def test_role_only_reads_workflows_pods_and_logs() -> None:
+def test_role_only_reads_workflows_and_pods() -> None:
     role = objects.make_role(name="dshare-ann", namespace="jhub-ann", user="ann", org="UiS")
     assert role == {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -53,7 +53,6 @@ def test_role_only_reads_workflows_pods_and_logs() -> None:
                 "verbs": ["get", "list", "watch"],
             },
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         ],
     }
     assert_valid(role)

@@ -87,6 +87,8 @@ async def test_spawn_makes_rbac_and_a_locked_down_pod(
     role = cluster.get("roles", "dshare-ann", "jhub-ann")
     assert role is not None
     assert_role_is_narrow(role)
+    # No pod logs: a job that read leased data could print it there, past the output gate.
+    assert [r for r in role["rules"] if "pods/log" in r["resources"]] == []
     binding = cluster.get("rolebindings", "dshare-ann", "jhub-ann")
     assert binding is not None
     assert binding["subjects"] == [

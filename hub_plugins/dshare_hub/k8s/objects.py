@@ -32,14 +32,16 @@ TOKEN_VOLUME = "dshare-token"  # noqa: S105
 SKELETON_VOLUME = "dshare-skeletons"
 SKELETON_ROOT = "/dshare-skeletons"
 
-# DESIGN.md boundary 5: the user's token reads its own workflows, their pods and logs,
-# in its own namespace, and nothing more. The broker submits and stops workflows (it
-# compiles them itself from the spec); a user who could create a Workflow or a pod could
-# mount any data claim in the namespace. No Secrets, no PersistentVolumes, no wildcards.
+# DESIGN.md boundary 5: the user's token reads its own workflows and their pods, in its
+# own namespace, and nothing more. The broker submits and stops workflows (it compiles
+# them itself from the spec); a user who could create a Workflow or a pod could mount any
+# data claim in the namespace. No pods/log: a job that reads leased data can write it to
+# its stdout (/proc/1/fd/1) and the pod's log would carry it past the output gate; job
+# logs reach the scientist only as gated outputs (.dshare/runs/<run_id>/logs/<job>.log in
+# the home). No Secrets, no PersistentVolumes, no wildcards.
 USER_ROLE_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 
 
@@ -94,7 +96,7 @@ def make_service_account(*, name: str, namespace: str, user: str, org: str) -> d
 
 
 def make_role(*, name: str, namespace: str, user: str, org: str) -> dict[str, Any]:
-    """The Role limiting the user's token to reading workflows, pods and logs in one namespace."""
+    """The Role limiting the user's token to reading workflows and pods in one namespace."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
