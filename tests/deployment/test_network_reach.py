@@ -39,7 +39,7 @@ class World:
     servers: dict[str, str] = field(default_factory=dict)  # user -> peer
     server_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     data_jobs: list[str] = field(default_factory=list)  # pods that mount a run's data
-    other_user_pods: list[str] = field(default_factory=list)  # jobs without data, exits
+    other_user_pods: list[str] = field(default_factory=list)  # jobs without data
     forged: dict[str, str] = field(default_factory=dict)  # what it pretends -> peer
     brokers: dict[str, str] = field(default_factory=dict)  # org -> peer
 
@@ -174,9 +174,9 @@ def test_job_pods_that_mount_data_reach_nothing_and_nothing_reaches_them(world: 
 
 
 def test_every_other_pod_of_a_user_but_the_server_is_as_isolated(world: World) -> None:
-    # jobs without data and the exit handler too: a user's Workflow may mount data in any
-    # of them, so none gets anything (the exit handler cannot report to the broker)
-    assert len(world.other_user_pods) == 6
+    # jobs without data too: a user's Workflow may mount data in any of them, so none
+    # gets anything
+    assert len(world.other_user_pods) == 3  # job-2 of run-1 and run-2 of ann, run-3 of bob
     for peer in world.other_user_pods:
         assert world.reach.everything_of(peer) == []
 

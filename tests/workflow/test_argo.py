@@ -1,14 +1,11 @@
-"""Reading Argo workflows: job states from a workflow's status, Argo's pod names, and the
-exit handler's report. The scientist's server submits nothing (the broker does); the
-real controller runs compiled workflows in tests/cluster/test_argo_runs.py.
+"""Reading Argo workflows: job states from a workflow's status and Argo's pod names. The
+scientist's server submits nothing (the broker does); the real controller runs compiled
+workflows in tests/cluster/test_argo_runs.py.
 """
 
 from __future__ import annotations
 
-import json
-
 from dshare_server.workflow.argo import job_states, pod_name
-from dshare_server.workflow.exit_report import build_request, outcome_for
 
 
 def test_pod_names_follow_argo():
@@ -51,17 +48,3 @@ def test_job_states_from_status():
             "message": "",
         },
     }
-
-
-def test_exit_handler_request():
-    assert [outcome_for(s) for s in ("Succeeded", "Failed", "Error", "")] == [
-        "succeeded",
-        "failed",
-        "failed",
-        "cancelled",
-    ]
-    req = build_request("http://broker/api/v1/", "run-3", "Failed", "tkn")
-    assert req.full_url == "http://broker/api/v1/runs/run-3/finish"
-    assert req.get_method() == "POST"
-    assert json.loads(req.data) == {"outcome": "failed"}
-    assert req.headers["Authorization"] == "token tkn"

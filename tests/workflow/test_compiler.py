@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from argo_schema import assert_valid_workflow
 
 from dshare_server.workflow import CompileContext, CompileError, compile_workflow, parse, to_yaml
 from dshare_server.workflow.compiler import MAX_MANIFEST_BYTES, label_value
-
-from .conftest import assert_valid_workflow
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -30,8 +29,6 @@ def context(spec, **kw) -> CompileContext:
         lease_expiry={i: NOW + timedelta(hours=2) for i in spec.lease_ids},
         working_dir="/home/jovyan/project",
         namespace="dshare-alice",
-        broker_url="http://hub:8081/services/dshare-uis/api/v1",
-        broker_token_secret="dshare-run-token",
         now=NOW,
     )
     base.update(kw)
@@ -78,7 +75,6 @@ dags: ["1 >> 2"]
             "automountServiceAccountToken": False,
             "entrypoint": "dshare-dag",
             "executor": {"serviceAccountName": "dshare-alice"},
-            "onExit": "dshare-exit",
             "podGC": {"deleteDelayDuration": "10m", "strategy": "OnWorkflowCompletion"},
             "podMetadata": {"labels": {"dshare.io/user": "alice-uis.no", "dshare.io/run": "run-7"}},
             "securityContext": {
@@ -133,30 +129,6 @@ dags: ["1 >> 2"]
                     },
                     "metadata": {"labels": {"dshare.io/data-access": "false"}},
                     "name": "job-2",
-                },
-                {
-                    "container": {
-                        "command": ["python", "-m", "dshare_server.workflow.exit_report"],
-                        "env": [
-                            {
-                                "name": "DSHARE_BROKER_URL",
-                                "value": "http://hub:8081/services/dshare-uis/api/v1",
-                            },
-                            {"name": "DSHARE_RUN_ID", "value": "run-7"},
-                            {"name": "DSHARE_WORKFLOW_STATUS", "value": "{{workflow.status}}"},
-                            {
-                                "name": "DSHARE_BROKER_TOKEN",
-                                "valueFrom": {
-                                    "secretKeyRef": {"key": "token", "name": "dshare-run-token"}
-                                },
-                            },
-                        ],
-                        "image": "quay.io/jupyter/scipy-notebook:2025-01-06",
-                        "name": "main",
-                        "securityContext": SECURE,
-                    },
-                    "metadata": {"labels": {"dshare.io/data-access": "false"}},
-                    "name": "dshare-exit",
                 },
             ],
             "ttlStrategy": {"secondsAfterCompletion": 86400},

@@ -110,7 +110,6 @@ def test_dry_run_prints_yaml(shell, capsys):
         "dshare-dag",
         "job-1",
         "job-2",
-        "dshare-exit",
     ]
     assert broker.runs == {}
 

@@ -24,7 +24,6 @@ from .spec import Job, Spec
 
 API_VERSION = "argoproj.io/v1alpha1"
 DAG_TEMPLATE = "dshare-dag"
-EXIT_TEMPLATE = "dshare-exit"
 HOME_VOLUME = "home"
 # Argo stores a workflow in one Kubernetes object; the API server refuses objects over
 # about 1 MB (etcd's request limit), so refuse before submitting rather than after.
@@ -51,8 +50,6 @@ class CompileContext:
     home_path: str = "/home/jovyan"
     working_dir: str = "/home/jovyan"
     namespace: str | None = None
-    broker_url: str = ""
-    broker_token_secret: str | None = None  # Secret (key "token") the exit handler reports with
     default_deadline_s: int = 24 * 3600
     pod_gc_delay: str = "10m"
     ttl_seconds: int = 24 * 3600
@@ -134,34 +131,6 @@ def _job_template(
     )
 
 
-def _exit_template(ctx: CompileContext) -> m.Template:
-    env = [
-        m.EnvVar(name="DSHARE_BROKER_URL", value=ctx.broker_url),
-        m.EnvVar(name="DSHARE_RUN_ID", value=ctx.run_id),
-        m.EnvVar(name="DSHARE_WORKFLOW_STATUS", value="{{workflow.status}}"),
-    ]
-    if ctx.broker_token_secret:
-        env.append(
-            m.EnvVar(
-                name="DSHARE_BROKER_TOKEN",
-                value_from=m.EnvVarSource(
-                    secret_key_ref=m.SecretKeySelector(name=ctx.broker_token_secret, key="token")
-                ),
-            )
-        )
-    return m.Template(
-        name=EXIT_TEMPLATE,
-        metadata=m.Metadata(labels={LABEL_DATA: "false"}),
-        container=m.Container(
-            name="main",
-            image=ctx.image,
-            command=["python", "-m", "dshare_server.workflow.exit_report"],
-            env=env,
-            security_context=_security_context(),
-        ),
-    )
-
-
 def compile_workflow(spec: Spec, ctx: CompileContext) -> dict[str, Any]:
     """The Argo Workflow for ``spec``; raises CompileError if it cannot be built or is too big."""
     now = ctx.now or datetime.now(UTC)
@@ -184,7 +153,6 @@ def compile_workflow(spec: Spec, ctx: CompileContext) -> dict[str, Any]:
     ]
     templates = [m.Template(name=DAG_TEMPLATE, dag=m.DAGTemplate(tasks=tasks))]
     templates += [_job_template(job, spec, ctx, volumes) for job in spec.jobs]
-    templates.append(_exit_template(ctx))
     wf_volumes = [
         m.Volume(
             name=HOME_VOLUME,
@@ -211,7 +179,6 @@ def compile_workflow(spec: Spec, ctx: CompileContext) -> dict[str, Any]:
         ),
         spec=m.WorkflowSpec(
             entrypoint=DAG_TEMPLATE,
-            on_exit=EXIT_TEMPLATE,
             templates=templates,
             volumes=wf_volumes,
             service_account_name=ctx.service_account,

@@ -82,8 +82,6 @@ class RunContext:
     namespace: str | None = None
     home_claim: str | None = None
     service_account: str | None = None
-    broker_url: str = ""
-    broker_token_secret: str | None = None
     filename: str = "workflow.yaml"
     default_name: str = "workflow"
 
@@ -127,8 +125,6 @@ def compile_context(
         home_path=ctx.home_path,
         working_dir=ctx.working_dir(),
         namespace=ctx.namespace,
-        broker_url=ctx.broker_url,
-        broker_token_secret=ctx.broker_token_secret,
     )
 
 
