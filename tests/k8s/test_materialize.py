@@ -16,7 +16,13 @@ from .apiserver_double import ApiServerDouble
 
 pytestmark = pytest.mark.asyncio
 
-ASSET = {"id": "weather", "owner_org": "UiO", "storage_type": "azurefile", "name": "Weather"}
+ASSET = {
+    "id": "weather",
+    "owner_org": "UiO",
+    "storage_type": "azurefile",
+    "name": "Weather",
+    "policy": {"release": {"mode": "review"}},
+}
 LEASE = {"id": "L1", "expires_at": "2030-01-01T00:00:00Z"}
 
 
@@ -49,6 +55,10 @@ async def test_materialize_makes_secret_volume_and_claim(
         "claim_name": "dshare-l1-r1",
         "namespace": namespace,
         "expires_at": "2030-01-01T00:00:00Z",
+        # The owner's release policy, which the user's broker writes into the gate step.
+        "dataset_id": "weather",
+        "dataset_name": "Weather",
+        "release": {"mode": "review"},
     }
     assert double.names("secrets") == ["dshare-secrets-uio/dshare-l1-r1"]
     assert double.names("persistentvolumes") == ["dshare-l1-r1"]

@@ -28,6 +28,7 @@ from .interactive import InteractiveViews
 from .materialize import LocalMaterializer, Materializer
 from .peers import NonceStore, Signer
 from .reaper import Reaper
+from .runner import Runner
 from .runs import RunService
 from .service import Broker
 from .view_handlers import view_routes
@@ -131,8 +132,44 @@ class BrokerApp(HubServiceApp):
         help="""Embedded deployment: base URL of the job executor service (e.g.
         http://127.0.0.1:8110/services/dshare-executor/). When set, runs are submitted with
         their workflow and workspace, compiled here and run by the executor; the caller
-        never gets a mount. Empty on Kubernetes, where this broker is to submit runs to Argo
-        Workflows itself (not built yet: there, a run is refused with that reason).""",
+        never gets a mount. Empty on Kubernetes (materializer_kind 'kubernetes'), where this
+        broker submits each run's Workflow to Argo itself (the kube_* settings below).""",
+    ).tag(config=True)
+
+    kube_gate_image = Unicode(
+        "",
+        help="""Kubernetes: the image of dshare's own seed, gate and decide steps (it must
+        hold this package: `python -m dshare_hub.k8s.gate_step`). They run beside the data
+        and decide what reaches the scientist, so pin it by digest and never let users pick
+        it. Required to run jobs on Kubernetes.""",
+    ).tag(config=True)
+
+    kube_job_image = Unicode(
+        "quay.io/jupyter/scipy-notebook:2025-01-06",
+        help="""Kubernetes: the image of jobs whose workflow.yaml names none; usually the
+        notebook image the spawner starts, so jobs see the libraries the notebook has.""",
+    ).tag(config=True)
+
+    kube_workflow_service_account = Unicode(
+        "dshare-workflow",
+        help="""Kubernetes: the ServiceAccount of every run's pods in the user namespace
+        (the per-namespace object of docs/operator-guide.md). Only Argo's own executor uses
+        its token, to report results; it must not be the user's account, whose token the
+        scientist holds.""",
+    ).tag(config=True)
+
+    kube_staging_size = Unicode(
+        "10Gi",
+        help="""Kubernetes: the size of each run's staging claim, which holds the copy of
+        the home the jobs work in, their logs and held outputs. Raise it when runs write
+        more than that.""",
+    ).tag(config=True)
+
+    kube_staging_storage_class = Unicode(
+        None,
+        allow_none=True,
+        help="""Kubernetes: the StorageClass of the staging claims (ReadWriteMany: the
+        run's pods may land on different nodes). None: the cluster's default class.""",
     ).tag(config=True)
 
     system_username_template = Unicode(
@@ -235,6 +272,30 @@ class BrokerApp(HubServiceApp):
             owner_org=self.org,
         )
 
+    def make_runner(self, materializer: Materializer) -> Runner | None:
+        """The executor when one is configured; on Kubernetes, Argo with this broker's own
+        service account; else None (this broker runs nothing)."""
+        if self.executor_url:
+            return ExecutorClient(
+                self.executor_url, system_username_template=self.system_username_template
+            )
+        from ..k8s.materialize import KubeMaterializer
+
+        if not isinstance(materializer, KubeMaterializer) or not self.kube_gate_image:
+            return None
+        from ..k8s.runner import ArgoRunner
+
+        return ArgoRunner(
+            materializer.api,
+            org=self.org,
+            namespace_for=materializer.namespace_for,
+            gate_image=self.kube_gate_image,
+            job_image=self.kube_job_image,
+            service_account=self.kube_workflow_service_account,
+            staging_size=self.kube_staging_size,
+            staging_storage_class=self.kube_staging_storage_class,
+        )
+
     def signing_identity(self, ledger: Ledger) -> Any:
         """The org identity that signs peer requests: the embedded ledger's own, else the
         identity directory's, else the Fabric profile's MSP certificate and key."""
@@ -299,12 +360,12 @@ class BrokerApp(HubServiceApp):
             storage_roots=list(self.storage_roots),
         )
         runs = None
-        if self.executor_url:
+        runner = self.make_runner(materializer)
+        if runner is not None:
             runs = RunService(
                 broker,
-                ExecutorClient(self.executor_url),
+                runner,
                 state_dir=data_dir / "runs",
-                system_username_template=self.system_username_template,
                 max_workspace_bytes=self.max_workspace_bytes,
             )
         store = None

@@ -8,8 +8,10 @@ names the executor, never a traceback or the executor's internals.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pwd
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +19,7 @@ from urllib.parse import quote
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
 from .errors import ApiError
+from .runner import Submission
 
 
 def _service_token() -> str:
@@ -24,16 +27,36 @@ def _service_token() -> str:
 
 
 class ExecutorClient:
+    """The `Runner` of the embedded deployment."""
+
+    image = "dshare-local"  # the executor runs every job in its own sandbox
+
     def __init__(
         self,
         url: str,
         *,
         token: Callable[[], str] = _service_token,
         timeout_s: float = 60.0,
+        system_username_template: str = "{username}",
     ) -> None:
         self.base = url.rstrip("/") + "/api/v1"
         self.token = token
         self.timeout_s = timeout_s
+        self.system_username_template = system_username_template
+
+    def _account(self, user: str) -> pwd.struct_passwd:
+        name = self.system_username_template.format(username=user)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            raise ApiError(
+                "INVALID_STATE",
+                f"user {user!r} has no system account on this machine yet; start your "
+                "server once (the spawner creates it), then run again",
+            ) from None
+
+    def check_user(self, user: str) -> None:
+        self._account(user)
 
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None
@@ -62,14 +85,25 @@ class ExecutorClient:
         except (ValueError, KeyError, TypeError):
             return ApiError("EXECUTOR_UNAVAILABLE", f"the job executor failed ({response.code})")
 
-    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def submit(self, run: Submission) -> None:
+        account = self._account(run.user)
+        body = {
+            "run_id": run.run_id,
+            "org": run.org,
+            "user": run.user,
+            "home": account.pw_dir,
+            "uid": account.pw_uid,
+            "gid": account.pw_gid,
+            "manifest": run.manifest,
+            "home_claim": run.home_claim,
+            "mounts": run.mounts,
+            "workspace": base64.b64encode(run.workspace).decode(),
+        }
         response = await self._call("POST", "runs", body)
         if response.code not in (200, 201, 202):
             raise self._refusal(response)
-        result: dict[str, Any] = json.loads(response.body)
-        return result
 
-    async def status(self, run_id: str) -> dict[str, Any] | None:
+    async def status(self, run_id: str, user: str = "") -> dict[str, Any] | None:
         """The executor's view of a run, or None when it has never heard of it."""
         response = await self._call("GET", f"runs/{quote(run_id, safe='')}")
         if response.code == 404:
@@ -79,7 +113,7 @@ class ExecutorClient:
         result: dict[str, Any] = json.loads(response.body)
         return result
 
-    async def logs(self, run_id: str, job: str) -> str:
+    async def logs(self, run_id: str, user: str, job: str) -> str:
         response = await self._call(
             "GET", f"runs/{quote(run_id, safe='')}/logs/{quote(job, safe='')}"
         )
@@ -87,17 +121,23 @@ class ExecutorClient:
             raise self._refusal(response)
         return (response.body or b"").decode(errors="replace")
 
-    async def cancel(self, run_id: str) -> None:
+    async def cancel(self, run_id: str, user: str = "") -> None:
         response = await self._call("POST", f"runs/{quote(run_id, safe='')}/cancel", {})
         if response.code not in (200, 202, 204):
             raise self._refusal(response)
 
     async def decide(
-        self, run_id: str, *, path: str, approve: bool, org: str, reason: str
-    ) -> dict[str, Any]:
-        body = {"path": path, "approve": approve, "org": org, "reason": reason}
+        self,
+        run_id: str,
+        user: str,
+        *,
+        output: dict[str, Any],
+        approve: bool,
+        org: str,
+        reason: str,
+    ) -> None:
+        # The executor keeps each owner's decision itself and delivers once all approved.
+        body = {"path": output["path"], "approve": approve, "org": org, "reason": reason}
         response = await self._call("POST", f"runs/{quote(run_id, safe='')}/outputs/decide", body)
         if response.code != 200:
             raise self._refusal(response)
-        result: dict[str, Any] = json.loads(response.body)
-        return result

@@ -125,8 +125,9 @@ class _RunsBase(BaseHandler):
         if self.runs is None:
             raise ApiError(
                 "NOT_FOUND",
-                "this broker runs no jobs: it has no executor (BrokerApp.executor_url), and "
-                "on Kubernetes the broker does not submit runs to Argo Workflows yet",
+                "this broker runs no jobs: it has no executor (BrokerApp.executor_url) and, "
+                "on Kubernetes, no image for its gate (BrokerApp.kube_gate_image); ask your "
+                "administrator",
             )
         return self.runs
 

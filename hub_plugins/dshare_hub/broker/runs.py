@@ -1,14 +1,15 @@
-"""Runs in the embedded deployment: the broker validates, binds the data, hands over to
-the executor, follows the run and records how it ended and what left it.
+"""Runs: the broker validates, binds the data, hands over to its runner (the job executor
+embedded, Argo on Kubernetes: `runner`), follows the run and records how it ended and
+what left it.
 
 The scientist's server sends only the workflow text and a snapshot of their home. Here,
 in one direction: prepare (parse, check leases, compile with placeholder claims, so a
 bad or oversized workflow is refused before anything exists), start (the run on the
 ledger), bind (each owner's broker materializes its data for this run only), run (the
-executor). Nothing that resolves to the data ever goes back to the caller.
+runner). Nothing that resolves to the data ever goes back to the caller.
 
 What the broker follows is durable: a file per run in `<data_dir>/runs/` from before the
-executor is asked until the outcome is on the ledger, so a restarted broker finishes
+runner is asked until the outcome is on the ledger, so a restarted broker finishes
 what it started.
 """
 
@@ -22,7 +23,6 @@ import json
 import logging
 import os
 import posixpath
-import pwd
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from dshare_server.workflow.problems import SpecError
 from dshare_server.workflow.spec import Spec, parse
 
 from .errors import ApiError, bad
-from .executor_client import ExecutorClient
+from .runner import Runner, Submission
 from .service import LEASE, Broker
 from .views import Caller, check_id, held_view, require_object, run_view
 
@@ -84,6 +84,17 @@ def check_submit(body: Any, max_workspace_bytes: int) -> tuple[str, bytes, str, 
     return spec, workspace, working_dir, name
 
 
+def mount_record(lease: dict[str, Any], mount: dict[str, Any]) -> dict[str, Any]:
+    """What the runner gets of one owner's mount: where it is, and the owner's policy."""
+    kept = ("handle", "claim_name", "dataset_id", "dataset_name", "release")
+    return {
+        "org": lease["owner_org"],
+        "lease_id": lease["id"],
+        **{k: mount[k] for k in kept if k in mount},
+        "expires_at": mount.get("expires_at") or lease.get("expires_at"),
+    }
+
+
 def release_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The gate's decisions as the ledger records them."""
     return [
@@ -113,34 +124,21 @@ class RunService:
     def __init__(
         self,
         broker: Broker,
-        executor: ExecutorClient,
+        runner: Runner,
         *,
         state_dir: Path,
-        system_username_template: str = "{username}",
         max_workspace_bytes: int = 64 * 1024 * 1024,
         poll_s: float = 0.5,
     ) -> None:
         self.broker = broker
-        self.executor = executor
+        self.runner = runner
         self.state_dir = state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.system_username_template = system_username_template
         self.max_workspace_bytes = max_workspace_bytes
         self.poll_s = poll_s
         self.following: dict[str, asyncio.Task[None]] = {}
 
     # -- prepare, start, bind, run ----------------------------------------------------------
-
-    def _os_user(self, user: str) -> pwd.struct_passwd:
-        name = self.system_username_template.format(username=user)
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            raise ApiError(
-                "INVALID_STATE",
-                f"user {user!r} has no system account on this machine yet; start your "
-                "server once (the spawner creates it), then run again",
-            ) from None
 
     async def prepare(self, caller: Caller, text: str, working_dir: str) -> tuple[Spec, dict]:
         listed = await self.broker.list_leases(caller, {"scope": "mine"})
@@ -166,7 +164,7 @@ class RunService:
         ctx = CompileContext(
             user=user,
             run_id=run_id,
-            image="dshare-local",
+            image=self.runner.image,
             home_claim=home_claim(user),
             service_account=f"dshare-{user}",
             claims={lease_id: lease_claim(lease_id) for lease_id in spec.lease_ids},
@@ -182,7 +180,7 @@ class RunService:
     async def submit(self, caller: Caller, body: Any) -> dict[str, Any]:
         self.broker.require(caller, LEASE)
         text, workspace, working_dir, name = check_submit(body, self.max_workspace_bytes)
-        account = self._os_user(caller.user)
+        self.runner.check_user(caller.user)
         spec, leases = await self.prepare(caller, text, working_dir)
         run_name = name or spec.name or "workflow"
         run = await self.broker.start_run(caller, run_name, spec.lease_ids, spec.sha256())
@@ -191,19 +189,16 @@ class RunService:
             manifest = self._compile(spec, caller.user, run_id, leases, working_dir)
             mounts = await self._bind(run_id, spec, leases, caller.user)
             self._remember(run_id, caller.user)
-            await self.executor.submit(
-                {
-                    "run_id": run_id,
-                    "org": self.broker.org,
-                    "user": caller.user,
-                    "home": account.pw_dir,
-                    "uid": account.pw_uid,
-                    "gid": account.pw_gid,
-                    "manifest": manifest,
-                    "home_claim": home_claim(caller.user),
-                    "mounts": mounts,
-                    "workspace": base64.b64encode(workspace).decode(),
-                }
+            await self.runner.submit(
+                Submission(
+                    run_id=run_id,
+                    org=self.broker.org,
+                    user=caller.user,
+                    manifest=manifest,
+                    home_claim=home_claim(caller.user),
+                    mounts=mounts,
+                    workspace=workspace,
+                )
             )
         except BaseException:
             # A run that cannot start ends at once: what was mounted goes, the ledger says so.
@@ -211,24 +206,20 @@ class RunService:
             await self.broker.end_run(run_id, caller.user, "cancelled")
             raise
         self.follow(run_id, caller.user)
-        log.info("run %s of %s/%s handed to the executor", run_id, self.broker.org, caller.user)
+        log.info("run %s of %s/%s handed to its runner", run_id, self.broker.org, caller.user)
         return {"run": run_view(run)}
 
     async def _bind(
         self, run_id: str, spec: Spec, leases: dict[str, Any], user: str
     ) -> dict[str, Any]:
-        # Each owner's release policy travels in the owner's own mount record, which the
-        # executor reads; nothing this broker says about it counts.
+        # Embedded, each owner's release policy travels in the owner's own mount record,
+        # which the executor reads from the owner's side; on Kubernetes the owner's broker
+        # returns it with the claim and this broker writes it into the gate step.
         mounts: dict[str, Any] = {}
         for lease_id in spec.lease_ids:
             lease = leases[lease_id]
             mount = await self.broker.materialize_for_run(lease, run_id, user)
-            mounts[lease_claim(lease_id)] = {
-                "org": lease["owner_org"],
-                "lease_id": lease_id,
-                "handle": mount["handle"],
-                "expires_at": mount.get("expires_at") or lease.get("expires_at"),
-            }
+            mounts[lease_claim(lease_id)] = mount_record(lease, mount)
         return mounts
 
     # -- following a run to its end ---------------------------------------------------------
@@ -264,7 +255,7 @@ class RunService:
     async def _follow(self, run_id: str, user: str) -> None:
         while True:
             try:
-                status = await self.executor.status(run_id)
+                status = await self.runner.status(run_id, user)
                 if status is None:
                     await self._finish(run_id, user, "failed", [])
                     return
@@ -301,21 +292,21 @@ class RunService:
 
     async def get(self, caller: Caller, run_id: str) -> dict[str, Any]:
         record = await self.broker.own_run(caller, run_id)
-        return await self._with_executor(run_view(record), record)
+        return await self._with_runner(run_view(record), record)
 
     async def list(self, caller: Caller, newest: int = 50) -> dict[str, Any]:
         """The caller's runs; the newest also with their jobs and outputs."""
         records = await self.broker.runs_of(caller)
         views = [run_view(record) for record in records]
         recent = zip(views[-newest:], records[-newest:], strict=True)
-        await asyncio.gather(*(self._with_executor(v, r) for v, r in recent))
+        await asyncio.gather(*(self._with_runner(v, r) for v, r in recent))
         for view in views[:-newest]:
             view.setdefault("jobs", [])
         return {"items": views}
 
-    async def _with_executor(self, view: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    async def _with_runner(self, view: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         try:
-            status = await self.executor.status(view["id"])
+            status = await self.runner.status(view["id"], str(record.get("user") or ""))
         except ApiError:
             status = None
         view["jobs"] = (status or {}).get("jobs", [])
@@ -330,11 +321,11 @@ class RunService:
 
     async def logs(self, caller: Caller, run_id: str, job: str) -> str:
         await self.broker.own_run(caller, run_id)
-        return await self.executor.logs(run_id, job)
+        return await self.runner.logs(run_id, caller.user, job)
 
     async def cancel(self, caller: Caller, run_id: str) -> dict[str, Any]:
         run = await self.broker.get_run(caller, run_id)
-        await self.executor.cancel(run_id)
+        await self.runner.cancel(run_id, str(run.get("user") or caller.user))
         return run
 
     async def decide(self, caller: Caller, run_id: str, body: Any) -> dict[str, Any]:
@@ -348,8 +339,14 @@ class RunService:
         if not isinstance(reason, str):
             raise bad("reason", "must be a string")
         record = await self.broker.decide_output(caller, run_id, path, approve, reason)
-        # The ledger has the decision; the executor delivers (or deletes) the staged file.
-        await self.executor.decide(
-            run_id, path=path, approve=approve, org=self.broker.org, reason=reason
+        # The ledger has the decision; the runner delivers (or deletes) the staged file.
+        output = next((o for o in record.get("outputs") or [] if o.get("path") == path), None)
+        await self.runner.decide(
+            run_id,
+            str(record.get("user") or ""),
+            output=output or {"path": path},
+            approve=approve,
+            org=self.broker.org,
+            reason=reason,
         )
         return record

@@ -90,6 +90,7 @@ class KubeApi:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
@@ -251,6 +252,72 @@ class KubeApi:
         except ApiException as exc:
             raise KubeApiError(exc.status, action, _reason(exc)) from None
         return self._to_dict(result)
+
+    # -- Argo Workflows (custom objects): the broker submits, stops and follows its runs.
+
+    async def create_workflow(self, body: dict[str, Any]) -> bool:
+        """Create a Workflow; True if created, False if one of that name exists (409)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        action = f"create Workflow {namespace}/{name}"
+        timeout = self.retry.request_timeout
+        try:
+            await self._call(
+                action,
+                lambda: self.custom.create_namespaced_custom_object(
+                    *WORKFLOWS[:2], namespace, WORKFLOWS[2], body, _request_timeout=timeout
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise KubeApiError(exc.status, action, _reason(exc)) from None
+        log.info("created Workflow %s/%s", namespace, name)
+        return True
+
+    async def read_workflow(self, name: str, namespace: str) -> dict[str, Any] | None:
+        """The Workflow, or None if it does not exist (never submitted, or collected)."""
+        action = f"read Workflow {namespace}/{name}"
+        timeout = self.retry.request_timeout
+        try:
+            result = await self._call(
+                action,
+                lambda: self.custom.get_namespaced_custom_object(
+                    *WORKFLOWS[:2], namespace, WORKFLOWS[2], name, _request_timeout=timeout
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeApiError(exc.status, action, _reason(exc)) from None
+        return dict(result)
+
+    async def patch_workflow(self, name: str, namespace: str, patch: dict[str, Any]) -> bool:
+        """Merge-patch a Workflow; False if it is gone (404)."""
+        action = f"patch Workflow {namespace}/{name}"
+        timeout = self.retry.request_timeout
+        try:
+            await self._call(
+                action,
+                # kubernetes_asyncio takes _content_type at runtime; its stubs do not list it.
+                lambda: self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                    *WORKFLOWS[:2],
+                    namespace,
+                    WORKFLOWS[2],
+                    name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                    _request_timeout=timeout,
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeApiError(exc.status, action, _reason(exc)) from None
+        return True
+
+
+# group, version, plural of Argo's Workflow
+WORKFLOWS = ("argoproj.io", "v1alpha1", "workflows")
 
 
 def selector(labels: dict[str, str]) -> str:

@@ -165,6 +165,10 @@ class KubeMaterializer:
             "claim_name": names.claim,
             "namespace": names.namespace,
             "expires_at": expires_at,
+            # The owner's release policy, for the gate step the user's broker adds.
+            "dataset_id": str(asset.get("id") or ""),
+            "dataset_name": asset.get("name") or "",
+            "release": (asset.get("policy") or {}).get("release") or {},
         }
 
     def _selector(self, **wanted: str) -> str:
