@@ -95,10 +95,6 @@ HUB_CLUSTER_RULES: list[Obj] = [
         "resources": ["workflows"],
         "verbs": ["get", "list", "watch"],
     },
-    # The per-user Role no longer grants pod logs (a job's log could carry leased data
-    # past the output gate), so the escalation check no longer needs this; the hub never
-    # uses it itself.
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     # ...and the right to bind (only) the workflow executor role in user namespaces.
     {
         "apiGroups": ["rbac.authorization.k8s.io"],

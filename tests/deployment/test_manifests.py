@@ -122,7 +122,6 @@ def test_hub_cluster_wide_rights_are_exactly_the_justified_ones(manifests_module
         ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create", "update", "delete"},
         ("rbac.authorization.k8s.io", "clusterroles"): {"bind"},
         ("argoproj.io", "workflows"): {"get", "list", "watch"},
-        ("", "pods/log"): {"get"},
         ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     }
     bind = next(r for r in role["rules"] if r["verbs"] == ["bind"])
