@@ -407,7 +407,7 @@ def pod_spec_patch_policy() -> list[Obj]:
 # --- Brokers ------------------------------------------------------------------------------
 
 
-def broker_config_map(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
+def broker_config_map(org: str, namespace: str = HUB_NAMESPACE, image: str = HUB_IMAGE) -> Obj:
     """The broker's traitlets config: where each mounted fact lives, never a secret."""
     config = "\n".join(
         [
@@ -428,6 +428,9 @@ def broker_config_map(org: str, namespace: str = HUB_NAMESPACE) -> Obj:
             f"c.BrokerApp.kube_hub_namespace = {namespace!r}",
             # The same namespaces as KubeSpawner.user_namespace_template in values.yaml.
             "c.BrokerApp.kube_namespace_template = 'dshare-u-{username}'",
+            # The broker submits each run to Argo; its seed and gate steps run this image
+            # (dshare's own, never the scientist's): pin it by digest in production.
+            f"c.BrokerApp.kube_gate_image = {image!r}",
             "c.BrokerApp.kek_file = '/etc/dshare/kek/kek'",
             "c.BrokerApp.keystore_url = os.environ['DSHARE_KEYSTORE_URL']",
             "c.BrokerApp.data_dir = '/tmp/dshare'",
@@ -567,7 +570,7 @@ def brokers(
     out: list[Obj] = []
     for org in orgs:
         out += [
-            broker_config_map(org, namespace),
+            broker_config_map(org, namespace, image),
             broker_deployment(org, namespace, image),
             broker_service(org, namespace),
         ]
