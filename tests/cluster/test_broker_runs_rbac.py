@@ -3,8 +3,8 @@ broker, in that user's namespace only (the binding the hub makes at every spawn)
 
 A job's log, and the workflow's status, may carry what a run computed from another org's
 data: another org's broker reads neither, and submits nothing there. The user's token
-submits nothing at all (test_user_token.py). Submission by the broker itself (compiling,
-staging the outputs, the gate) is not built yet; this is its authorization.
+submits nothing at all (test_user_token.py). This is the authorization of the broker's
+own submission (test_trusted_submission.py).
 """
 
 from __future__ import annotations

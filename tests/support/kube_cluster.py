@@ -347,7 +347,9 @@ class KubeCluster:
     ) -> tuple[int, dict[str, Any]]:
         """One call as cluster admin, or as the holder of `token`."""
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        # A PATCH body is a JSON merge patch (RFC 7386), as kubectl patch --type merge sends.
+        kind = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        headers = {"Content-Type": kind, "Accept": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
