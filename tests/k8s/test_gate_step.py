@@ -94,7 +94,7 @@ def test_gate_releases_new_files_and_logs_and_holds_a_copy_of_the_data(tmp_path:
     _run_jobs(tmp_path, config)
     done = step("gate", config)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "dshare gate: done; 3 output(s), 1 held"
+    assert done.stdout.strip() == "dshare gate: done; 3 output(s), 1 held, 0 not delivered"
     verdict = {o["path"]: (o["decision"], o.get("delivered")) for o in report(config)["outputs"]}
     assert verdict == {
         "out/counts.csv": ("released", True),
@@ -106,6 +106,10 @@ def test_gate_releases_new_files_and_logs_and_holds_a_copy_of_the_data(tmp_path:
     assert (home / ".dshare/runs/r-1/logs/job-1.log").read_text() == "counted 1 file\n"
     assert not (home / "copy.txt").exists()  # unchanged count.py is no output either
     assert (tmp_path / "run" / "staged" / "copy.txt").read_text() == CORPUS * 2
+    held = next(o for o in report(config)["outputs"] if o["path"] == "copy.txt")
+    assert [c["name"] for c in held["checks"] if not c["passed"]] == ["verbatim_input"]
+    assert held["owners"] == ["UiO"]
+    assert report(config)["warnings"] == []
 
 
 def test_a_run_without_data_releases_its_files_and_no_log(tmp_path: Path) -> None:
@@ -149,13 +153,18 @@ def test_decide_delivers_or_deletes_a_held_file(tmp_path: Path) -> None:
     staged = tmp_path / "run" / "staged" / "copy.txt"
     done = step("decide", config | {"stage": "copy.txt", "approve": True})
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "dshare decide: the held output was delivered"
     assert report(config) == {"stage": "copy.txt", "delivered": True, "error": ""}
     assert (tmp_path / "home" / "copy.txt").read_text() == CORPUS * 2
     assert not staged.exists()
 
     (tmp_path / "run" / "work" / "copy2.txt").write_text(CORPUS * 2)
     assert step("gate", config).returncode == 0
-    assert step("decide", config | {"stage": "copy2.txt", "approve": False}).returncode == 0
+    done = step("decide", config | {"stage": "copy2.txt", "approve": False})
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        "dshare decide: the held output was deleted",
+    )
     assert report(config) == {"stage": "copy2.txt", "delivered": False, "error": ""}
     assert not (tmp_path / "home" / "copy2.txt").exists()
     assert not (tmp_path / "run" / "staged" / "copy2.txt").exists()
@@ -178,3 +187,51 @@ def test_bad_configuration_names_the_field(tmp_path: Path) -> None:
     for (command, raw), message in cases.items():
         done = step(command, raw)
         assert (done.returncode, done.stderr.strip()) == (2, message), raw
+
+
+def test_a_missing_seed_record_or_unreadable_data_still_gates_and_says_so(
+    tmp_path: Path,
+) -> None:
+    config = world(tmp_path) | {"data": {"L1": str(tmp_path / "gone")}}
+    _run_jobs(tmp_path, config)
+    (tmp_path / "run" / "seeded.json").unlink()
+    done = step("gate", config)
+    assert done.returncode == 0, done.stderr
+    gated = report(config)
+    assert gated["warnings"] == [
+        "the record of the seeded home is missing: every file counts as new",
+        "the data of lease L1 could not be read for the gate",
+    ]
+    # Data the gate cannot read is data it cannot clear anything against: all is held.
+    verdict = {o["path"]: o["decision"] for o in gated["outputs"]}
+    assert set(verdict.values()) == {"held"}
+    assert "count.py" in verdict
+    assert not (tmp_path / "home" / "out").exists()
+
+
+def test_a_bad_policy_or_cap_is_refused_naming_the_field(tmp_path: Path) -> None:
+    config = world(tmp_path)
+    _run_jobs(tmp_path, config)
+    Path(config["report"]).unlink()  # the seed's
+    bad_mode = POLICY | {"release": {"mode": "whenever"}}
+    cases = {
+        ("gate", json.dumps(config | {"policies": {"L1": bad_mode}})): (
+            "dshare gate: DSHARE_GATE.policies.L1.release.mode: must be one of checks, review, auto"
+        ),
+        ("gate", json.dumps(config | {"scan_cap": "lots"})): (
+            "dshare gate: DSHARE_GATE.scan_cap: must be a positive number of bytes"
+        ),
+        ("seed", json.dumps(config | {"seed_cap": 0})): (
+            "dshare seed: DSHARE_GATE.seed_cap: must be a positive number of bytes"
+        ),
+        ("seed", json.dumps(config | {"data": []})): (
+            "dshare seed: DSHARE_GATE.data: must be an object keyed by lease id"
+        ),
+        ("decide", json.dumps(config | {"stage": "copy.txt", "approve": "yes"})): (
+            "dshare decide: DSHARE_GATE.approve: must be true or false"
+        ),
+    }
+    for (command, raw), message in cases.items():
+        done = step(command, raw)
+        assert (done.returncode, done.stderr.strip()) == (2, message), raw
+    assert not Path(config["report"]).exists()

@@ -11,6 +11,8 @@ volumes `trusted.make_trusted_workflow` mounts and their places in `DSHARE_GATE`
   staging claim; the verdict is written to `report`, Argo's output parameter;
 - decide: one held file delivered into the home, or deleted.
 
+The scientist's code never runs here: that is why these steps alone may mount the home
+(and the gate the leased data too), and why the scientist's own files are the attack.
 The home is the scientist's: anything in it may be a link planted to make this step
 write elsewhere (its own report, say). Writes into the home open every component
 without following links, so a planted link makes delivery fail, never go astray.
@@ -31,21 +33,24 @@ from typing import Any
 
 from ..executor import workspace as ws
 from ..executor.deliver import safe_relative
-from ..executor.gate import parse_policy
-from ..executor.outputs import corpora_of, gate_run, open_dirs
+from ..executor.gate import Policy, parse_policy
+from ..executor.outputs import corpora_of, gate_run, open_dirs, wants_corpus
+from ..executor.winnow import Corpus
 from ..webapi import ApiError
 
 WORK, LOGS, STAGED, SEEDED = "work", "logs", "staged", "seeded.json"
 SKIPPED = ".dshare/runs/"  # earlier runs' released logs: not the jobs' business
 _CHUNK = 1 << 20
+CAPS = {"scan_cap": 8 * 1024 * 1024, "seed_cap": 64 * 1024 * 1024}
 
 
 class StepError(Exception):
-    """Bad configuration: exit 2, the message names the field."""
+    """The step cannot go on: bad configuration (exit 2, naming the field) or a home over
+    the seed's cap (exit 3). The message is the scientist's to read."""
 
-
-class TooLarge(Exception):
-    """The home is larger than the seed may copy: exit 3."""
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _config() -> dict[str, Any]:
@@ -64,34 +69,49 @@ def _config() -> dict[str, Any]:
     for key in ("data", "policies"):
         if not isinstance(config.setdefault(key, {}), dict):
             raise StepError(f"DSHARE_GATE.{key}: must be an object keyed by lease id")
+    for key, default in CAPS.items():
+        cap = config.get(key)
+        if cap is None:
+            config[key] = default
+        elif not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+            raise StepError(f"DSHARE_GATE.{key}: must be a positive number of bytes")
     return config
 
 
+def _policies(raw: dict[str, Any]) -> dict[str, Policy]:
+    policies = {}
+    for lease_id, policy in raw.items():
+        try:
+            policies[lease_id] = parse_policy(lease_id, policy)
+        except ApiError as error:
+            where = (error.field or "policy").removeprefix("policy")
+            why = error.message.removeprefix(f"{error.field}: ")
+            raise StepError(f"DSHARE_GATE.policies.{lease_id}{where}: {why}") from None
+    return policies
+
+
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A fresh name each time: a tmp left by a killed attempt must not block the retry.
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(value, out)
     os.replace(tmp, path)
 
 
-def _copy_fd(src: int, dst: int) -> None:
-    while chunk := os.read(src, _CHUNK):
-        os.write(dst, chunk)
-
-
 def seed(config: dict[str, Any]) -> dict[str, Any]:
     home, run_dir = Path(config["home"]), Path(config["run_dir"])
-    cap = int(config.get("seed_cap") or 64 * 1024 * 1024)
+    cap: int = config["seed_cap"]
     work = run_dir / WORK
     if work.exists():  # Argo retried the step: start again from the home
         shutil.rmtree(work)
     for sub in (work, run_dir / LOGS, run_dir / STAGED):
         sub.mkdir(parents=True, exist_ok=True)
     total = 0
-    for dirpath, _dirs, files, dir_fd in os.fwalk(home, follow_symlinks=False):
+    for dirpath, dirs, files, dir_fd in os.fwalk(home, follow_symlinks=False):
         rel_dir = os.path.relpath(dirpath, home)
         if (rel_dir + "/").startswith(SKIPPED):
+            dirs.clear()
             continue
         for name in files:
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
@@ -99,24 +119,20 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
             except OSError:
                 continue  # a link, a socket, a vanished file
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
+            with os.fdopen(fd, "rb") as src:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
                     continue
-                total += os.fstat(fd).st_size
+                total += info.st_size
                 if total > cap:
-                    raise TooLarge(
+                    raise StepError(
                         f"the home is larger than {cap:,} bytes; remove large files from "
-                        "it, or ask the operator to raise BrokerApp.max_workspace_bytes"
+                        "it, or ask the operator to raise BrokerApp.max_workspace_bytes",
+                        3,
                     )
-                target = work / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-                try:
-                    _copy_fd(fd, out)
-                finally:
-                    os.close(out)
-            finally:
-                os.close(fd)
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                with open(work / rel, "xb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
     seeded = ws.snapshot(work)
     _write_json(run_dir / SEEDED, {rel: info.as_dict() for rel, info in seeded.items()})
     return {"seeded": len(seeded)}
@@ -127,22 +143,19 @@ def deliver_into(home: Path, rel: str, source: Path) -> str:
     if not safe_relative(rel):
         return "not a path inside the home"
     *parents, name = rel.split("/")
-    fds = [os.open(home, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)]
+    fds: list[int] = []
     try:
+        fds.append(os.open(home, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW))
         for part in parents:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=fds[-1])
             fds.append(os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        out = os.open(name, flags, 0o644, dir_fd=fds[-1])
-        try:
-            src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                _copy_fd(src, out)
-            finally:
-                os.close(src)
-        finally:
-            os.close(out)
+        with (
+            os.fdopen(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb") as src,
+            os.fdopen(os.open(name, flags, 0o644, dir_fd=fds[-1]), "wb") as out,
+        ):
+            shutil.copyfileobj(src, out, _CHUNK)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR):  # a link or a file stands in the way
             return "a symbolic link or a file is in the way in the home"
@@ -155,7 +168,7 @@ def deliver_into(home: Path, rel: str, source: Path) -> str:
 
 def gate(config: dict[str, Any]) -> dict[str, Any]:
     home, run_dir = Path(config["home"]), Path(config["run_dir"])
-    scan_cap = int(config.get("scan_cap") or 8 * 1024 * 1024)
+    scan_cap: int = config["scan_cap"]
     warnings: list[str] = []
     try:
         saved = json.loads((run_dir / SEEDED).read_text())
@@ -163,17 +176,23 @@ def gate(config: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         seeded = {}
         warnings.append("the record of the seeded home is missing: every file counts as new")
-    try:
-        policies = {k: parse_policy(k, v) for k, v in config["policies"].items()}
-    except ApiError as error:
-        raise StepError(f"DSHARE_GATE.{error.field}: {error.message}") from None
-    dirs = open_dirs(config["data"])
+    policies = _policies(config["policies"])
 
     def unreadable(lease_id: str) -> None:
+        # The lease id only: a path or an error's text could carry the data's names.
         warnings.append(f"the data of lease {lease_id} could not be read for the gate")
 
+    dirs: dict[str, int] = {}
+    corpora: dict[str, Corpus | None] = {}
     try:
-        corpora = corpora_of(dirs, policies, scan_cap, unreadable)
+        for lease_id, path in config["data"].items():
+            try:
+                dirs |= open_dirs({lease_id: path})
+            except OSError:
+                unreadable(lease_id)
+                if lease_id in policies and wants_corpus(policies[lease_id]):
+                    corpora[lease_id] = None  # judged as unreadable data: held
+        corpora |= corpora_of(dirs, policies, scan_cap, unreadable)
     finally:
         for fd in dirs.values():
             os.close(fd)
@@ -217,11 +236,22 @@ def decide(config: dict[str, Any]) -> dict[str, Any]:
     return {"stage": stage, "delivered": approve and not why, "error": why}
 
 
-STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "seed": seed,
-    "gate": gate,
-    "decide": decide,
-}
+Step = Callable[[dict[str, Any]], dict[str, Any]]
+STEPS: dict[str, Step] = {"seed": seed, "gate": gate, "decide": decide}
+
+
+def _summary(step: str, result: dict[str, Any]) -> str:
+    # Counts only: the pod's log reaches people whom the data's file names must not.
+    if step == "seed":
+        return f"copied {result['seeded']} file(s) from the home"
+    if step == "decide":
+        if result["error"]:
+            return "the held output could not be delivered; see the report"
+        return "the held output was " + ("delivered" if result["delivered"] else "deleted")
+    outputs = result["outputs"]
+    held = sum(1 for o in outputs if o["decision"] == "held")
+    failed = sum(1 for o in outputs if o.get("delivered") is False)
+    return f"done; {len(outputs)} output(s), {held} held, {failed} not delivered"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,20 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0] not in STEPS:
         print(f"usage: python -m dshare_hub.k8s.gate_step {'|'.join(STEPS)}", file=sys.stderr)
         return 2
+    step = args[0]
     try:
         config = _config()
-        result = STEPS[args[0]](config)
+        result = STEPS[step](config)
+        _write_json(Path(config["report"]), result)
     except StepError as error:
-        print(f"dshare {args[0]}: {error}", file=sys.stderr)
-        return 2
-    except TooLarge as error:
-        print(f"dshare {args[0]}: {error}", file=sys.stderr)
-        return 3
-    _write_json(Path(config["report"]), result)
-    # Counts only: a file's name may copy the data.
-    outputs = result.get("outputs") or []
-    held = sum(1 for o in outputs if o.get("decision") == "held")
-    print(f"dshare {args[0]}: done; {len(outputs)} output(s), {held} held")
+        print(f"dshare {step}: {error}", file=sys.stderr)
+        return error.code
+    except OSError as error:
+        # The error's text, never its file's name: a name may copy the data.
+        print(f"dshare {step}: failed: {error.strerror or type(error).__name__}", file=sys.stderr)
+        return 1
+    print(f"dshare {step}: {_summary(step, result)}")
     return 0
 
 
