@@ -31,12 +31,17 @@ import pytest
 import yaml
 from kube_cluster import KubeCluster
 
+from dshare_hub.broker.app import BrokerApp
+from dshare_hub.broker.errors import ApiError
 from dshare_hub.broker.runner import Submission
 from dshare_hub.broker.runs import HOME_PATH, home_claim, lease_claim, mount_record
+from dshare_hub.broker.views import Caller
 from dshare_hub.k8s.api import KubeApi
 from dshare_hub.k8s.materialize import KubeMaterializer
 from dshare_hub.k8s.runner import ArgoRunner
 from dshare_hub.k8s.trusted import staging_claim_name, workflow_name
+from dshare_hub.keys.kek import generate_kek_line
+from dshare_hub.ledger.embedded import EmbeddedLedger
 from dshare_server.workflow import CompileContext, compile_workflow, parse
 
 from .installed import HUB_NAMESPACE, MANIFESTS, install, spawn_rbac, user_namespace
@@ -56,6 +61,7 @@ jobs:
 dags: ["1 >> 2"]
 """
 WFS = "/apis/argoproj.io/v1alpha1/namespaces/" + NS
+READ, LEASE_SCOPE, ADMIN = "custom:dshare:read", "custom:dshare:lease", "custom:dshare:admin"
 
 
 @pytest.fixture(scope="module")
@@ -388,3 +394,87 @@ async def test_a_stopped_run_still_passes_through_the_gate(
     assert status["state"] == "cancelled"
     assert {o["path"]: o["decision"] for o in status["outputs"]} == {"partial.csv": "released"}
     assert (tmp_path / "dshare" / "home" / "partial.csv").read_text() == "fox,1\n"
+
+
+async def test_a_run_through_the_broker_ends_on_the_ledger_with_what_the_gate_released(
+    ready: KubeCluster, as_token: AsToken, tmp_path: Path
+) -> None:
+    """The whole broker (RunService, ledger, its own materializer and ArgoRunner) as
+    `%dshare_run` reaches it; the dataset is UiS's own, so UiS's broker mounts it too."""
+    await spawn_rbac(as_token(HUB_NAMESPACE, "hub"), user=USER, org=ORG, namespace=NS)
+    kek = tmp_path / "kek"
+    kek.write_text(generate_kek_line() + "\n")
+    config = BrokerApp(
+        org=ORG,
+        data_dir=str(tmp_path / "broker"),
+        ledger_db=str(tmp_path / "ledger.sqlite"),
+        identity_dir=str(tmp_path / "identities"),
+        kek_file=str(kek),
+        materializer_kind="kubernetes",
+        kube_hub_namespace=HUB_NAMESPACE,
+        kube_namespace_template="dshare-u-{username}",
+        kube_secret_namespace="dshare-secrets-{org}",
+        kube_gate_image="registry.example/dshare-gate@sha256:" + "0" * 64,
+    )
+    ledger = EmbeddedLedger.open(config.ledger_db, config.identity_dir, ORG)
+    materializer = KubeMaterializer(
+        as_token(HUB_NAMESPACE, "dshare-uis"),
+        namespace_template=config.kube_namespace_template,
+        hub_namespace=HUB_NAMESPACE,
+        secret_namespace="dshare-secrets-uis",
+        owner_org=ORG,
+    )
+    app, broker, _reaper = config.build(ledger, materializer)
+    runs = app.settings["runs"]
+    assert isinstance(runs.runner, ArgoRunner)
+    admin = Caller("ada", ORG, ("admin",), frozenset({READ, LEASE_SCOPE, ADMIN}))
+    scientist = Caller(USER, ORG, ("scientist",), frozenset({READ, LEASE_SCOPE}))
+    try:
+        await broker.register_dataset(
+            admin,
+            {
+                "id": "uis-corpus",
+                "name": "UiS corpus",
+                "description": "newspaper text",
+                "storage": {"type": "nfs", "details": {"server": "nfs.uis.example", "path": "/c"}},
+                "policy": {"release": {"mode": "checks"}},
+            },
+        )
+        lease = await broker.request_lease(scientist, "uis-corpus", 3600, "counting words")
+        if lease.get("state") != "active":
+            lease = await broker.decide_lease(admin, lease["id"], True)
+        text = SPEC.replace(LEASE, lease["id"])
+        started = await runs.submit(scientist, {"spec": text, "workspace": ""})
+        run_id = started["run"]["id"]
+        _static_volume(
+            ready, f"staging-{run_id.lower()}", staging_claim_name(run_id), "ReadWriteMany"
+        )
+
+        (tmp_path / "dshare" / "home").mkdir(parents=True)
+        (tmp_path / "dshare" / "data" / "lease-1").mkdir(parents=True)
+        (tmp_path / "dshare" / "data" / "lease-1" / "c.txt").write_text(CORPUS * 4)
+        _step("seed", _gate_config(_wait_pod(ready, run_id, "seed", "Succeeded")), tmp_path)
+        (tmp_path / "dshare" / "run" / "work" / "counts.csv").write_text("fox,4\n")
+        (tmp_path / "dshare" / "run" / "work" / "copy.txt").write_text(CORPUS)
+        gate = _wait_pod(ready, run_id, "gate", "Running")
+        _report_as_argoexec(ready, gate, _step("gate", _gate_config(gate), tmp_path))
+
+        deadline = time.monotonic() + 90
+        while (record := await broker.own_run(scientist, run_id))["state"] == "running":
+            assert time.monotonic() < deadline, "the broker did not end the run"
+            await asyncio.sleep(0.5)
+        assert (record["state"], record["outcome"]) == ("finished", "succeeded")
+        recorded = {o["path"]: (o["decision"], o["held_by"]) for o in record["outputs"]}
+        assert recorded == {"counts.csv": ("released", []), "copy.txt": ("held", ["UiS"])}
+        # The run ended: its data claim went with it; the logs are the gate's to give.
+        claims = ready.get(f"/api/v1/namespaces/{NS}/persistentvolumeclaims") or {}
+        names = [c["metadata"]["name"] for c in claims["items"]]
+        assert not [n for n in names if n.startswith(f"dshare-{lease['id'][:8]}")], names
+        with pytest.raises(ApiError) as caught:
+            await runs.logs(scientist, run_id, "job-1")
+        assert caught.value.message.startswith(
+            "on Kubernetes the log of job 'job-1' reaches you through the output gate"
+        )
+    finally:
+        await runs.close()
+        await ledger.close()
