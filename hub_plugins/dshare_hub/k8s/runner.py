@@ -25,6 +25,7 @@ from .api import WORKFLOWS, KubeApi, KubeApiError
 from .trusted import (
     DECIDE,
     GATE,
+    HOME_VOLUME,
     OUTPUTS_PARAMETER,
     RESERVED,
     TrustedRun,
@@ -165,7 +166,11 @@ class ArgoRunner:
             await self.api.create_workflow(workflow)
             created = await self.api.read_workflow(workflow_name(run.run_id), trusted.namespace)
             if created is None:
-                raise ApiError("WORKFLOWS_UNAVAILABLE", "the run's Workflow vanished at once")
+                raise ApiError(
+                    "WORKFLOWS_UNAVAILABLE",
+                    f"run {run.run_id}'s Workflow was deleted as soon as it was made; submit "
+                    "the run again, and if it persists ask your administrator",
+                )
             claim = make_staging_claim(trusted)
             claim["metadata"]["ownerReferences"] = [
                 {
@@ -255,6 +260,6 @@ class ArgoRunner:
 
 def _home_claim(workflow: dict[str, Any]) -> str:
     for volume in (workflow.get("spec") or {}).get("volumes") or []:
-        if volume.get("name") == "home":
+        if volume.get("name") == HOME_VOLUME:
             return str(volume["persistentVolumeClaim"]["claimName"])
     raise ApiError("INVALID_STATE", "the run's Workflow has no home volume")

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dshare_server.workflow.compiler import HOME_VOLUME
+
 from .names import (
     LABEL_COMPONENT,
     LABEL_DATA_ACCESS,
@@ -44,7 +46,6 @@ SEED = "dshare-seed"
 GATE = "dshare-gate"
 DECIDE = "dshare-decide"
 STAGING_VOLUME = "dshare-staging"
-HOME_VOLUME = "home"  # the compiler's name for the home claim's volume
 RUN_DIR = "/dshare/run"
 HOME_DIR = "/dshare/home"
 DATA_DIR = "/dshare/data"
@@ -87,7 +88,8 @@ def workflow_name(run_id: str) -> str:
 
 
 def staging_claim_name(run_id: str) -> str:
-    return dns_name("dshare-run", run_id.lower())
+    # The Workflow's own name: one look at the namespace pairs a claim with its run.
+    return workflow_name(run_id)
 
 
 def _labels(run: TrustedRun) -> dict[str, str]:
