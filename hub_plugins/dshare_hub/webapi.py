@@ -43,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "STORAGE_UNAVAILABLE": 503,
     "VIEW_UNAVAILABLE": 503,
     "NO_IDENTITY": 503,
+    "LEDGER_TAMPERED": 503,
 }
 
 

@@ -11,7 +11,7 @@ from ledger_helpers import asset_json
 
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import create_org
-from dshare_hub.ledger.inbox import Item, decode, encode
+from dshare_hub.ledger.inbox import decode, encode
 from dshare_hub.ledger.verify import verify
 
 
@@ -28,8 +28,7 @@ def two_processes(tmp_path):
 
 def _endorsed_item(core, ident, asset_id):
     args = [asset_json(asset_id)]
-    endorsed = core.endorse(*core.propose(ident, "RegisterAsset", args, "alice"), args)
-    return Item(endorsed.proposal, endorsed.signature, endorsed.stub.effects())
+    return core.endorse(ident, core.propose(ident, "RegisterAsset", args, "alice"), args).item()
 
 
 def _count(core, table):
@@ -62,7 +61,7 @@ def test_waiting_transaction_of_another_process_is_committed_by_the_lock_holder(
 def test_committed_transaction_whose_outcome_was_lost_is_not_applied_twice(two_processes):
     a, b, uis = two_processes
     item = _endorsed_item(a, uis, "once")
-    a._process([(0, encode(item))])  # committed; the process "dies" before leaving outcomes
+    a._process([(0, encode(item))], uis)  # committed; the process "dies" before leaving outcomes
     (inbox_id,) = a._inbox.put([item], [])  # the entry is still in the inbox
     b.submit(uis, "RegisterAsset", [asset_json("next")], "bob")
     assert a._inbox.outcomes([inbox_id]) == {
@@ -96,7 +95,7 @@ def test_conflicting_waiting_transactions_get_conflict_outcomes(two_processes):
     first = _endorsed_item(a, uis, "same")
     second = _endorsed_item(b, uis, "same")  # both simulated before either committed
     ids = a._inbox.put([first, second], [])
-    out = a._process(a._inbox.waiting())
+    out = a._process(a._inbox.waiting(), uis)
     assert out[ids[0]] == {"status": "ok", "tx_id": first.proposal.tx_id, "seq": 1}
     assert out[ids[1]]["status"] == "conflict"
     assert _count(a, "txlog") == 1

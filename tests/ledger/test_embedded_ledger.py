@@ -28,6 +28,7 @@ from dshare_hub.ledger.identity import (
     load_identity,
     make_identity_files,
 )
+from dshare_hub.ledger.txlog import endorsed_bytes
 from dshare_hub.ledger.verify import verify
 
 
@@ -95,12 +96,35 @@ def test_certificate_from_another_ca_is_refused(env, tmp_path):
 
 def test_signature_by_another_key_is_refused(env):
     core, uis, uio = env
-    proposal, _ = core.propose(uis, "RegisterAsset", [asset_json("x")], "alice")
-    forged = uio.sign(proposal.signing_bytes())
+    args = [asset_json("x")]
+    endorsed = core.endorse(uis, core.propose(uis, "RegisterAsset", args, "alice"), args)
+    signed = endorsed_bytes(
+        endorsed.proposal.as_dict(),
+        endorsed.item().effects.endorsement(endorsed.item().result_hash),
+    )
+    forged = replace(endorsed, signature=uio.sign(signed))
     _expect(
-        lambda: core.execute(proposal, forged, [asset_json("x")]),
+        lambda: core.commit(forged),
         "IDENTITY_REJECTED",
-        f"the signature on transaction {proposal.tx_id} does not match the certificate of 'UiS'",
+        f"the endorsement signature of transaction {endorsed.proposal.tx_id} does not match "
+        "the certificate of 'UiS'",
+    )
+    assert _entries(core) == 0
+
+
+def test_effects_changed_after_endorsement_are_refused(env):
+    """A process that leaves a transaction in the inbox cannot alter what it writes."""
+    core, uis, _uio = env
+    args = [asset_json("x")]
+    endorsed = core.endorse(uis, core.propose(uis, "RegisterAsset", args, "alice"), args)
+    item = endorsed.item()
+    key = next(iter(item.effects.writes))
+    item.effects.writes[key] = b'{"owner_org": "UiO"}'
+    (inbox_id,) = core._inbox.put([item], [])
+    out = core._process(core._inbox.waiting(), uis)
+    assert out[inbox_id]["message"] == (
+        f"the endorsement signature of transaction {endorsed.proposal.tx_id} does not match "
+        "the certificate of 'UiS'"
     )
     assert _entries(core) == 0
 
@@ -133,37 +157,56 @@ def test_an_org_ca_is_never_replaced(env, tmp_path):
     )
 
 
-def test_arguments_must_match_the_signed_digest(env):
+def test_arguments_must_match_the_proposal(env):
     core, uis, _uio = env
-    proposal, sig = core.propose(uis, "RegisterAsset", [asset_json("x")], "alice")
+    proposal = core.propose(uis, "RegisterAsset", [asset_json("x")], "alice")
     _expect(
-        lambda: core.execute(proposal, sig, [asset_json("y")]),
+        lambda: core.endorse(uis, proposal, [asset_json("y")]),
         "LEDGER_ERROR",
-        f"the arguments of transaction {proposal.tx_id} do not match its digest",
+        f"transaction {proposal.tx_id} is not UiS's proposal for these arguments",
     )
 
 
-def test_proposal_far_from_the_ledger_clock_is_refused(env):
+@pytest.mark.parametrize("minutes", [10, -10])
+def test_proposal_far_from_the_ledger_clock_is_refused(env, minutes):
     core, uis, _uio = env
-    proposal, _ = core.propose(uis, "GetAsset", ["x"], "alice")
-    # Future-dated (a backdated one is also refused: before its certificate was issued).
-    skewed = fmt_time(datetime.now(UTC) + timedelta(minutes=10))
-    backdated = replace(proposal, timestamp=skewed)
-    sig = uis.sign(backdated.signing_bytes())
+    at = datetime.now(UTC) + timedelta(minutes=minutes)
+    proposal = core.propose(uis, "RegisterAsset", [asset_json("x")], "alice", at=at)
     _expect(
-        lambda: core.execute(backdated, sig, ["x"]),
+        lambda: core.endorse(uis, proposal, [asset_json("x")]),
         "LEDGER_ERROR",
-        f"transaction {proposal.tx_id} is timestamped {skewed}, more than 120 s from the "
+        f"transaction {proposal.tx_id} is timestamped {fmt_time(at)}, more than 120 s from the "
         "ledger's clock; check the submitting machine's clock",
+    )
+
+
+def test_a_transaction_left_in_the_inbox_past_the_skew_is_refused(env, monkeypatch):
+    from dshare_hub.ledger import commit as commit_module
+
+    core, uis, _uio = env
+    args = [asset_json("x")]
+    endorsed = core.endorse(uis, core.propose(uis, "RegisterAsset", args, "alice"), args)
+    real = commit_module.datetime
+
+    class Later(real):  # the committer's clock, three minutes on
+        @classmethod
+        def now(cls, tz=None):
+            return real.now(tz) + timedelta(minutes=3)
+
+    monkeypatch.setattr(commit_module, "datetime", Later)
+    _expect(
+        lambda: core.commit(endorsed),
+        "LEDGER_ERROR",
+        f"transaction {endorsed.proposal.tx_id} is timestamped {endorsed.proposal.timestamp}, "
+        "more than 120 s from the ledger's clock; check the submitting machine's clock",
     )
 
 
 def test_malformed_timestamp_is_refused(env):
     core, uis, _uio = env
-    proposal, _ = core.propose(uis, "GetAsset", ["x"], "alice")
-    odd = replace(proposal, timestamp="yesterday")
+    proposal = replace(core.propose(uis, "GetAsset", ["x"], "alice"), timestamp="yesterday")
     _expect(
-        lambda: core.execute(odd, uis.sign(odd.signing_bytes()), ["x"]),
+        lambda: core.endorse(uis, proposal, ["x"]),
         "LEDGER_ERROR",
         f"transaction {proposal.tx_id}: time 'yesterday' is not in the form "
         "2026-01-31T12:00:00.000000Z",
@@ -174,10 +217,10 @@ def test_a_proposal_commits_once(env):
     core, uis, uio = env
     core.submit(uis, "RegisterAsset", [asset_json("a")], "alice")
     args = ["a", "60", "x"]
-    proposal, sig = core.propose(uio, "RequestLease", args, "bob")
-    core.execute(proposal, sig, args)
+    proposal = core.propose(uio, "RequestLease", args, "bob")
+    core.commit(core.endorse(uio, proposal, args))
     _expect(
-        lambda: core.execute(proposal, sig, args),
+        lambda: core.endorse(uio, proposal, args),
         "LEDGER_ERROR",
         f"transaction {proposal.tx_id} was already committed; a proposal is never replayed",
     )
@@ -192,8 +235,8 @@ def test_read_set_is_checked_at_commit(env):
     policy = {"exclusive": True, "max_duration_s": 60}
     core.submit(uis, "RegisterAsset", [asset_json("hot", policy=policy)], "alice")
     args = ["hot", "60", "x"]
-    first = core.endorse(*core.propose(uio, "RequestLease", args, "bob"), args)
-    second = core.endorse(*core.propose(uio, "RequestLease", args, "dan"), args)
+    first = core.endorse(uio, core.propose(uio, "RequestLease", args, "bob"), args)
+    second = core.endorse(uio, core.propose(uio, "RequestLease", args, "dan"), args)
     lease = json.loads(core.commit(first))
     with pytest.raises(ReadConflict) as info:
         core.commit(second)
@@ -205,10 +248,11 @@ def test_read_set_is_checked_at_commit(env):
 def test_exhausted_retries_report_lease_conflict(env, monkeypatch):
     core, uis, _uio = env
 
-    def always_conflict(proposal, signature, args):
+    def always_conflict(endorsed):
         raise ReadConflict(b"asset/a")
 
-    monkeypatch.setattr(core, "execute", always_conflict)
+    monkeypatch.setattr(core, "endorse", lambda identity, proposal, args: proposal)
+    monkeypatch.setattr(core, "commit", always_conflict)
     _expect(
         lambda: core.submit(uis, "UpdateAsset", ["a", "{}"], "alice", retries=2),
         "LEASE_CONFLICT",
@@ -255,7 +299,7 @@ def test_every_change_records_its_event(env):
     threading.Event().wait(1.2)  # let the 1 s lease on "b" expire
     ok(uis, "ExpireLeases", "", actor="reaper")
     rows = core._reader().execute("SELECT body FROM txlog ORDER BY seq").fetchall()
-    events = [json.loads(body)["event"][0] for (body,) in rows]
+    events = [json.loads(body)["endorsement"]["event"][0] for (body,) in rows]
     assert events == [
         "AssetRegistered",
         "AssetUpdated",
@@ -271,7 +315,7 @@ def test_every_change_records_its_event(env):
         "AssetRetired",
         "LeaseExpired",
     ]
-    last = json.loads(rows[-1][0])["event"]
+    last = json.loads(rows[-1][0])["endorsement"]["event"]
     import base64
 
     assert json.loads(base64.b64decode(last[1])) == {

@@ -59,11 +59,24 @@ def test_intact_ledger_verifies(ledger_db):
 
 
 def test_altered_signature(ledger_db):
-    (sig,) = _row(ledger_db, "SELECT signature FROM txlog WHERE seq = 3")
-    _edit(ledger_db, "UPDATE txlog SET signature = ? WHERE seq = 3", _flip(sig, 20))
+    (record,) = _row(ledger_db, "SELECT signature FROM txlog WHERE seq = 3")
+    at = record.index(b'"signature":"') + 20  # inside the base64 of UiO's commit signature
+    _edit(ledger_db, "UPDATE txlog SET signature = ? WHERE seq = 3", _flip(record, at))
     report = verify(ledger_db)
     assert [str(p) for p in report.problems] == [
-        "seq 3: the signature does not match the signed proposal"
+        "seq 3: the commit signature of 'UiO' does not match this entry's position and hash "
+        "(the chain was changed after it was committed)"
+    ]
+
+
+def test_altered_endorsement_signature(ledger_db):
+    (body,) = _row(ledger_db, "SELECT body FROM txlog WHERE seq = 3")
+    at = body.index(b'"signature":"') + 20
+    _edit(ledger_db, "UPDATE txlog SET body = ? WHERE seq = 3", _flip(body, at))
+    assert [str(p) for p in verify(ledger_db).problems] == [
+        "seq 3: the entry's hash does not match its bytes (altered entry)",
+        "seq 3: the endorsement signature of 'UiO' does not match the entry (changed after it "
+        "was signed)",
     ]
 
 
@@ -122,6 +135,8 @@ def test_altered_hash_column(ledger_db):
     _edit(ledger_db, "UPDATE txlog SET hash = ? WHERE seq = 2", altered)
     assert [str(p) for p in verify(ledger_db).problems] == [
         "seq 2: the entry's hash does not match its bytes (altered entry)",
+        "seq 2: the commit signature of 'UiS' does not match this entry's position and hash "
+        "(the chain was changed after it was committed)",
         "seq 3: the entry does not link to the previous entry's hash",
     ]
 
@@ -131,14 +146,15 @@ def test_altered_actor_in_signed_proposal(ledger_db):
     _edit(ledger_db, "UPDATE txlog SET body = ? WHERE seq = 5", body.replace(b'"bob"', b'"bod"'))
     assert [str(p) for p in verify(ledger_db).problems] == [
         "seq 5: the entry's hash does not match its bytes (altered entry)",
-        "seq 5: the signature does not match the signed proposal",
+        "seq 5: the endorsement signature of 'UiO' does not match the entry (changed after it "
+        "was signed)",
     ]
 
 
 def test_removed_entry(ledger_db):
     _edit(ledger_db, "DELETE FROM txlog WHERE seq = 3")
     problems = [str(p) for p in verify(ledger_db).problems]
-    assert "seq 4: the log skips from sequence 2 to 4" in problems
+    assert "seq 4: the log skips from sequence 2 to 4 (entries removed)" in problems
     assert "seq 4: the entry does not link to the previous entry's hash" in problems
     assert verify(ledger_db).first_bad_seq == 3  # state rows written by the removed entry
 
@@ -157,19 +173,23 @@ def test_replaced_org_ca(ledger_db):
     (ca,) = _row(ledger_db, "SELECT ca_cert_pem FROM orgs WHERE msp_id = 'UiS'")
     _edit(ledger_db, "UPDATE orgs SET ca_cert_pem = ? WHERE msp_id = 'UiO'", ca)
     problems = [str(p) for p in verify(ledger_db).problems]
+    untrusted = "the certificate presented for 'UiO' was not issued by 'UiO''s CA"
     assert problems == [
-        "seq 3: the creator's certificate is not trusted: the certificate presented for "
-        "'UiO' was not issued by 'UiO''s CA",
-        "seq 5: the creator's certificate is not trusted: the certificate presented for "
-        "'UiO' was not issued by 'UiO''s CA",
+        f"seq 3: the committer's certificate is not trusted: {untrusted}",
+        f"seq 3: the endorsing certificate is not trusted: {untrusted}",
+        f"seq 5: the committer's certificate is not trusted: {untrusted}",
+        f"seq 5: the endorsing certificate is not trusted: {untrusted}",
     ]
 
 
 def test_removed_org(ledger_db):
     _edit(ledger_db, "DELETE FROM orgs WHERE msp_id = 'UiO'")
+    unknown = "organization 'UiO' has no registered CA"
     assert [str(p) for p in verify(ledger_db).problems] == [
-        "seq 3: organization 'UiO' has no registered CA",
-        "seq 5: organization 'UiO' has no registered CA",
+        f"seq 3: the committer's certificate is not trusted: {unknown}",
+        f"seq 3: the endorsing certificate is not trusted: {unknown}",
+        f"seq 5: the committer's certificate is not trusted: {unknown}",
+        f"seq 5: the endorsing certificate is not trusted: {unknown}",
     ]
 
 
@@ -185,8 +205,8 @@ def test_unreadable_entry_body(ledger_db):
     problems = [str(p) for p in verify(ledger_db).problems]
     assert problems[:3] == [
         "seq 1: the entry's hash does not match its bytes (altered entry)",
-        "seq 1: the entry does not link to the previous entry's hash",
         "seq 1: the entry's body is not a readable log entry (altered bytes)",
+        "seq 1: the commit signature cannot be checked: its entry is unreadable",
     ]
 
 

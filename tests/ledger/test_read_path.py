@@ -19,6 +19,7 @@ import pytest_asyncio
 from ledger_helpers import asset_json
 
 from dshare_hub.ledger import LedgerError
+from dshare_hub.ledger import commit as commit_module
 from dshare_hub.ledger import core as core_module
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.embedded import EmbeddedLedger
@@ -53,7 +54,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
         def now(cls, tz: Any = None) -> datetime:
             return real.now(tz) + clock.offset
 
-    monkeypatch.setattr(core_module, "datetime", Shifted)
+    # The committer checks each proposal's time against its own clock: the same machine's.
+    for module in (core_module, commit_module):
+        monkeypatch.setattr(module, "datetime", Shifted)
     return clock
 
 

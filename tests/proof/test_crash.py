@@ -10,10 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from proof_support import Record, count, register
-from proof_world import World
+from proof_world import ORGS, World
 
 DATASET = "proof-storm"
 
@@ -47,9 +46,20 @@ def storm(
             time.sleep(0.05)
 
 
-def verify(db: Path) -> subprocess.CompletedProcess[str]:
+def verify(world: World) -> subprocess.CompletedProcess[str]:
+    """`dshare ledger verify` against every broker's checkpoints, torn by the kills or not."""
+    witnesses = [arg for org in ORGS for arg in ("--witness", str(world.data_dir(org)))]
     return subprocess.run(
-        [sys.executable, "-m", "dshare_hub.cli", "ledger", "verify", "--db", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "dshare_hub.cli",
+            "ledger",
+            "verify",
+            "--db",
+            str(world.ledger_db),
+            *witnesses,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -89,9 +99,10 @@ def test_kill_9_in_a_lease_storm_loses_no_acknowledged_lease(
             thread.join(60)
 
     assert 500 not in failures
-    result = verify(world.ledger_db)
+    result = verify(world)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
+    assert result.stdout.strip().endswith(f"checkpoints of {', '.join(ORGS)}")
 
     integrity = subprocess.run(
         [

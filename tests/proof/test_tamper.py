@@ -131,7 +131,9 @@ def test_every_single_byte_flip_is_found_with_its_sequence_number(
 def test_verify_command_names_the_sequence(ledger: Path, tmp_path: Path) -> None:
     target = next(t for t in stored_values(ledger) if t.what == "txlog.signature" and t.seq == 7)
     changed = bytearray(ledger.read_bytes())
-    changed[target.offset + 10] ^= 0x01
+    raw = bytes(changed[target.offset : target.offset + target.length])
+    at = target.offset + raw.index(b'"signature":"') + 20  # in the commit signature's base64
+    changed[at] = ord("B") if changed[at] == ord("A") else ord("A")
     copy = tmp_path / "tampered.db"
     copy.write_bytes(bytes(changed))
     result = subprocess.run(
@@ -141,4 +143,7 @@ def test_verify_command_names_the_sequence(ledger: Path, tmp_path: Path) -> None
         timeout=120,
     )
     assert result.returncode == 1
-    assert "seq 7: the signature does not match the signed proposal" in result.stdout
+    assert (
+        "seq 7: the commit signature of 'UiS' does not match this entry's position and hash "
+        "(the chain was changed after it was committed)"
+    ) in result.stdout

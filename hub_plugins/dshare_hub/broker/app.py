@@ -82,9 +82,12 @@ class BrokerApp(HubServiceApp):
     ).tag(config=True)
     org_ca_files = Dict(
         {},
-        help="{Org: CA certificate file} for checking peers when the ledger cannot tell "
-        "(Fabric: the channel's MSP CAs). The embedded ledger's registered CAs are used "
-        "otherwise.",
+        help="""{Org: CA certificate file}: the organizations' CAs this broker trusts, for
+        checking peers' requests and (embedded ledger) every ledger entry. Set it for every
+        organization: without it the embedded ledger's broker trusts the CAs the shared
+        ledger file registers when it first starts (and logs their fingerprints), and Fabric
+        peers cannot be checked. Add an organization here, or with `dshare ledger trust`, on
+        every broker before its first entry.""",
     ).tag(config=True)
     reaper_interval = Float(
         30.0, help="Seconds between reaper passes (expired leases, ended runs' mounts)."
@@ -241,8 +244,17 @@ class BrokerApp(HubServiceApp):
         if self.ledger_kind == "embedded":
             from ..ledger.embedded import EmbeddedLedger
 
-            ledger: Ledger = EmbeddedLedger.open(self.ledger_db, self.identity_dir, self.org)
-            return ledger
+            # The broker's own state directory keeps what it saw of the ledger, out of reach
+            # of anyone who can write the ledger file (ledger/witness.py).
+            embedded = EmbeddedLedger.open(
+                self.ledger_db,
+                self.identity_dir,
+                self.org,
+                state_dir=self.data_dir,
+                trusted_cas={org: self._read_ca(org) for org in self.org_ca_files},
+            )
+            self._witness = embedded.witness
+            return embedded
         from ..ledger.fabric import FabricLedger
 
         profile = Path(self.fabric_profile)
@@ -318,10 +330,23 @@ class BrokerApp(HubServiceApp):
             key=key,
         )
 
+    def _read_ca(self, org: str) -> str:
+        path = Path(self.org_ca_files[org])
+        try:
+            return path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SystemExit(
+                f"dshare broker: cannot read BrokerApp.org_ca_files[{org!r}] {path}: {e}"
+            ) from None
+
     async def ca_for_org(self, org: str) -> str | None:
-        path = self.org_ca_files.get(org)
-        if path:
-            return Path(path).read_text(encoding="ascii")
+        if org in self.org_ca_files:
+            return self._read_ca(org)
+        witness = getattr(self, "_witness", None)
+        if witness is not None:
+            # What this broker trusts, not what the shared ledger file says.
+            ca: str | None = witness.ca_for(org)
+            return ca
         if self.ledger_kind != "embedded":
             return None
 

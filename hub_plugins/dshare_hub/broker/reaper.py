@@ -52,6 +52,8 @@ class Reaper:
 
     async def reap_once(self) -> ReapReport:
         report = ReapReport()
+        # First: is the ledger still the one this broker saw? (A refusal ends the pass.)
+        await self.ledger.checkpoint()
         expired = await self.ledger.evaluate("ListExpiredLeases", "", actor=REAPER_ACTOR)
         if any(lease["owner_org"] == self.org for lease in expired["items"]):
             result = await self.ledger.submit("ExpireLeases", "", actor=REAPER_ACTOR)

@@ -10,6 +10,7 @@
 | demo-logins.txt                    | root:root                 | 0600                 |
 | orgs/<org>/ (KEK, key store, broker config and state) | broker:broker | 0700 / 0600  |
 | identities/<Org>/ (key.pem, ca-key.pem, certs) | broker:broker | 0700 / 0600          |
+| trust/<Org>-ca.pem (the CAs every broker checks the ledger against) | root:root | 0755 / 0644 |
 | ledger/ (database, WAL, inbox, locks) | root:dshare-ledger     | 2770 / 0660          |
 | storage/<org>/ (raw data)          | broker:dshare-<org>-data  | 2750 / 0640          |
 | views/<org>/ (interactive views)   | broker:broker             | 0711 (views: 0700 + ACL) |
@@ -105,6 +106,7 @@ def make_layout_dirs(layout: DemoLayout) -> None:
         layout.views,
     ):
         _root_dir(path, 0o711)
+    _root_dir(layout.trusted_ca(ORGS[0]).parent, 0o755)
     for path in (layout.root / "secrets", layout.user_directory.parent):
         _root_dir(path, 0o750, gid=hub.pw_gid)
     _root_dir(layout.hub_dir, 0o700, hub.pw_uid, hub.pw_gid)
@@ -176,6 +178,9 @@ def secure(layout: DemoLayout) -> None:
     for path in (layout.logins_file, layout.seeded_marker):
         if path.exists():
             _fix(os.fspath(path), 0, 0, 0o600, 0o600, None)
+    for org in ORGS:
+        if layout.trusted_ca(org).exists():
+            _fix(os.fspath(layout.trusted_ca(org)), 0, 0, 0o644, 0o644, None)
     ledger_gid = system_users.grp.getgrnam(layout.ledger_group).gr_gid
     ledger = layout.ledger_db.parent
     for entry in ledger.iterdir():

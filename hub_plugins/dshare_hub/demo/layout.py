@@ -90,6 +90,12 @@ class DemoLayout:
         """Where data directories made before per-org accounts kept the identities."""
         return self.root / "ledger" / "identities"
 
+    def trusted_ca(self, org: str) -> Path:
+        """`org`'s CA certificate as root recorded it when it made the identity: what every
+        broker checks ledger entries and peer requests against (BrokerApp.org_ca_files).
+        Root's, readable by all: no broker can swap another's, unlike in the ledger file."""
+        return self.root / "trust" / f"{org}-ca.pem"
+
     def org_dir(self, org: str) -> Path:
         """The owner organization's private directory: its KEK, key store, broker state."""
         return self.root / "orgs" / org.lower()

@@ -16,6 +16,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from ..auth.directory import DirectoryUser, edit_directory
 from ..auth.passwords import hash_password
 from ..keys.kek import generate_kek_line
@@ -40,6 +43,9 @@ c.BrokerApp.keystore_url = {keystore_url!r}
 c.BrokerApp.kek_file = {kek_file!r}
 c.BrokerApp.data_dir = {data_dir!r}
 c.BrokerApp.peers = {peers!r}
+# The CAs this broker checks ledger entries and peer requests against, never the ones
+# registered in the shared ledger file (which every broker can write).
+c.BrokerApp.org_ca_files = {org_ca_files!r}
 # Owners remove what they mounted for other orgs' runs on the next pass after a run ends.
 c.BrokerApp.reaper_interval = 5.0
 # Runs are compiled here and run by the executor; the scientist's server gets no mount.
@@ -89,12 +95,35 @@ def _create_identity(layout: DemoLayout, org: str) -> None:
     target = layout.identities / org
     shutil.rmtree(staging, ignore_errors=True)  # a crash in the middle of the last attempt
     staging.mkdir(mode=0o700)
-    create_org(staging, org, ledger_db=layout.ledger_db)
+    identity = create_org(staging, org, ledger_db=layout.ledger_db)
+    _record_trusted_ca(layout, org, identity.ca_cert_pem)
     if target.exists() or target.is_symlink():
         # An identity dir without its key (an interrupted older start): keep it aside.
         target.rename(layout.identities / f".old-{org}-{secrets.token_hex(4)}")
     (staging / org).rename(target)
     staging.rmdir()
+
+
+def _record_trusted_ca(layout: DemoLayout, org: str, pem: str) -> None:
+    path = layout.trusted_ca(org)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(pem)
+    os.replace(tmp, path)
+
+
+def _trusted_ca_of_existing(layout: DemoLayout, org: str) -> None:
+    """A deployment made before trust/ existed: take the CA from the broker's identity
+    directory, without following a link it planted, and only if it is a certificate."""
+    if layout.trusted_ca(org).exists():
+        return
+    fd = os.open(layout.identities / org / "ca.pem", os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(64 * 1024)
+    cert = x509.load_pem_x509_certificate(data)  # raises on anything but a certificate
+    _record_trusted_ca(layout, org, cert.public_bytes(serialization.Encoding.PEM).decode())
 
 
 def check_can_provision() -> None:
@@ -131,6 +160,7 @@ def provision(layout: DemoLayout) -> dict[str, str]:
         org_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not (layout.identities / org / "key.pem").exists():
             _create_identity(layout, org)
+        _trusted_ca_of_existing(layout, org)
         if not layout.kek_file(org).exists():
             _write_private(layout.kek_file(org), generate_kek_line() + "\n")
         _write_private(
@@ -147,6 +177,7 @@ def provision(layout: DemoLayout) -> dict[str, str]:
                 user_template=layout.user_template,
                 storage_root=str(layout.storage_root(org)),
                 views_dir=str(layout.views_dir(org)),
+                org_ca_files={o: str(layout.trusted_ca(o)) for o in ORGS},
             ),
         )
 

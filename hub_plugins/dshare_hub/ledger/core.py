@@ -14,98 +14,81 @@ import bisect
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dshare_chaincode import contract, keys
 from dshare_chaincode.errors import LEASE_CONFLICT, ContractError
-from dshare_chaincode.stub import (
-    Creator,
-    is_composite_key,
-    partial_key_range,
-    split_composite_key,
-)
-from dshare_chaincode.tx import fmt_time, parse_time
+from dshare_chaincode.stub import Creator, partial_key_range
+from dshare_chaincode.tx import fmt_time
 
 from . import LedgerError
-from .identity import IdentityError, OrgIdentity, check_chain, verify_signature
-from .inbox import Inbox, Item
-from .inbox import decode as decode_item
-from .snapshot import Effects, SnapshotStub, scan
-from .store import connect, init_schema
-from .txlog import (
-    GENESIS_HASH,
-    Proposal,
-    args_digest,
-    b64,
-    entry_body,
-    new_nonce,
-    new_tx_id,
-    sha256_hex,
-    unb64,
+from .commit import (
+    IDENTITY_REJECTED,
+    LEDGER_ERROR,
+    LEDGER_TAMPERED,
+    BatchCommit,
+    CommitStats,
+    ReadConflict,
+    check_time,
+    tampered,
 )
+from .identity import IdentityError, OrgIdentity
+from .inbox import Inbox, Item
+from .signatures import Signatures
+from .snapshot import SnapshotStub, scan
+from .store import connect, init_schema
+from .txlog import Proposal, args_digest, endorsed_bytes, new_nonce, new_tx_id, result_hash, unb64
+from .witness import LedgerTampered, Witness
 
-IDENTITY_REJECTED = "IDENTITY_REJECTED"
-LEDGER_ERROR = "LEDGER_ERROR"
-# A proposal's timestamp decides lease expiry, so an org must not be able to backdate one.
-MAX_CLOCK_SKEW = timedelta(seconds=120)
+__all__ = [
+    "IDENTITY_REJECTED",
+    "LEDGER_ERROR",
+    "LEDGER_TAMPERED",
+    "CommitStats",
+    "Endorsed",
+    "LedgerCore",
+    "ReadConflict",
+    "acquire_core",
+    "release_core",
+]
+
 DEFAULT_RETRIES = 8
 QUERY_THREADS = 1
 
-
-def display_key(key: bytes) -> str:
-    text = key.decode()
-    if is_composite_key(text):
-        object_type, attrs = split_composite_key(text)
-        return f"{object_type}[{', '.join(attrs)}]"
-    return text
-
-
-class ReadConflict(Exception):
-    """Another transaction changed something this one read before it could commit."""
-
-    def __init__(self, key: bytes) -> None:
-        super().__init__(display_key(key))
-        self.key = key
+log = logging.getLogger("dshare.ledger")
 
 
 @dataclass(frozen=True)
 class Endorsed:
-    """A simulated transaction waiting for commit: its read/write sets are in `stub`."""
+    """A simulated transaction waiting for commit, signed by the org that executed it."""
 
     proposal: Proposal
     signature: bytes
     stub: SnapshotStub
     result: bytes
+    endorser: OrgIdentity
+
+    def item(self) -> Item:
+        return Item(self.proposal, self.signature, self.stub.effects(), result_hash(self.result))
 
 
 @dataclass
 class _Pending:
-    proposal: Proposal
-    signature: bytes
-    effects: Effects
-    result: bytes
+    item: Item
+    endorser: OrgIdentity
     done: bool = False
     error: BaseException | None = None
     seq: int = 0
-
-
-@dataclass
-class CommitStats:
-    batches: int = 0  # in-process batches handed to the inbox
-    transactions: int = 0
-    conflicts: int = 0
-    sizes: list[int] = field(default_factory=list)
-    commits: int = 0  # durable SQLite commits this process made (one fsync each)
-    committed: int = 0  # transactions those commits carried, from every process
 
 
 class LedgerCore:
@@ -126,7 +109,11 @@ class LedgerCore:
         self._queue: list[_Pending] = []
         self._leader = False
         self._orgs: dict[str, str] = {}
-        self._trusted: set[tuple[str, str, str]] = set()
+        # The brokers' own memories of the ledger (witness.py); without one, the CAs
+        # registered in the file are trusted (tests, `dshare ledger` commands).
+        self.witnesses: list[Witness] = []
+        self.signatures = Signatures(self._ca_for, self._unknown_org)
+        self._refusal: LedgerError | None = None
         self.stats = CommitStats()
         self._closed = False
         # (head sequence, sorted expiries of active leases at that head), for state_token.
@@ -191,7 +178,20 @@ class LedgerCore:
                 raise
         self._orgs[msp_id] = ca_cert_pem
 
-    def _ca_for(self, msp_id: str) -> str:
+    def _unknown_org(self, msp_id: str) -> str:
+        if self.witnesses:
+            return (
+                f"organization '{msp_id}' is not trusted by {self.witnesses[0].identity.msp_id}'s "
+                "broker; add its CA with `dshare ledger trust` on every broker"
+            )
+        return (
+            f"organization '{msp_id}' is not registered on this ledger; "
+            "register its CA with `dshare ledger init`"
+        )
+
+    def _ca_for(self, msp_id: str) -> str | None:
+        if self.witnesses:
+            return self.witnesses[0].ca_for(msp_id)
         ca = self._orgs.get(msp_id)
         if ca is None:
             # Another process may have added the org since we last looked.
@@ -201,72 +201,76 @@ class LedgerCore:
                 .fetchone()
             )
             if row is None:
-                raise LedgerError(
-                    IDENTITY_REJECTED,
-                    f"organization '{msp_id}' is not registered on this ledger; "
-                    "register its CA with `dshare ledger init`",
-                    msp_id,
-                )
+                return None
             ca = self._orgs[msp_id] = row[0]
         return ca
 
-    def _check_proposal(self, p: Proposal, signature: bytes, args: Sequence[str]) -> None:
-        ca = self._ca_for(p.msp_id)
-        try:
-            ts = parse_time(p.timestamp)
-        except ValueError as exc:
-            raise LedgerError(LEDGER_ERROR, f"transaction {p.tx_id}: {exc}", p.tx_id) from None
-        trust_key = (p.msp_id, p.cert_pem, ca)
-        if trust_key not in self._trusted:
-            try:
-                cert = check_chain(p.cert_pem, ca, p.msp_id, ts)
-            except IdentityError as exc:
-                raise LedgerError(IDENTITY_REJECTED, str(exc), p.msp_id) from None
-            self._trusted.add(trust_key)
-        else:
-            from cryptography import x509
+    # -- witnesses -----------------------------------------------------------------------------
 
-            cert = x509.load_pem_x509_certificate(p.cert_pem.encode())
-        if not verify_signature(cert, signature, p.signing_bytes()):
-            raise LedgerError(
-                IDENTITY_REJECTED,
-                f"the signature on transaction {p.tx_id} does not match the certificate of "
-                f"'{p.msp_id}'",
-                p.tx_id,
-            )
-        if p.tx_id != new_tx_id(p.nonce, p.cert_pem):
-            raise LedgerError(LEDGER_ERROR, f"transaction id {p.tx_id} does not match its nonce")
-        if self._reader().execute("SELECT 1 FROM txlog WHERE tx_id = ?", (p.tx_id,)).fetchone():
-            raise LedgerError(
-                LEDGER_ERROR,
-                f"transaction {p.tx_id} was already committed; a proposal is never replayed",
-                p.tx_id,
-            )
-        if p.args_digest != args_digest(p.fn, args):
-            raise LedgerError(
-                LEDGER_ERROR, f"the arguments of transaction {p.tx_id} do not match its digest"
-            )
-        skew = abs(datetime.now(UTC) - ts)
-        if skew > MAX_CLOCK_SKEW:
-            raise LedgerError(
-                LEDGER_ERROR,
-                f"transaction {p.tx_id} is timestamped {p.timestamp}, more than "
-                f"{int(MAX_CLOCK_SKEW.total_seconds())} s from the ledger's clock; "
-                "check the submitting machine's clock",
-                p.tx_id,
-            )
+    def attach(self, witness: Witness) -> None:
+        """Check the whole ledger against `witness` (every hash and signature since genesis)
+        and keep checking and checkpointing with it at every commit and `audit`."""
+        if witness.new and set(witness.orgs) <= {witness.identity.msp_id}:
+            # First start without configured CAs: pin what the file registers now (logged).
+            with self._snapshot() as conn:
+                registered = dict(conn.execute("SELECT msp_id, ca_cert_pem FROM orgs"))
+            own = witness.identity.msp_id
+            witness.trust({own: witness.identity.ca_cert_pem})
+            witness.trust({m: c for m, c in registered.items() if m != own}, first_sight=True)
+        self.witnesses.append(witness)
+        self.audit(witness, reason="start")
+
+    def detach(self, witness: Witness) -> None:
+        if witness in self.witnesses:
+            self.witnesses.remove(witness)
+
+    def audit(self, witness: Witness, *, reason: str = "audit") -> None:
+        """Check the entries since `witness` last looked, signatures too, and checkpoint the
+        head (the reaper's pass). Once the check fails, this core refuses every call."""
+        self._refuse_if_tampered()
+        try:
+            with self._snapshot() as conn:
+                head = witness.check(conn, signatures=True)
+        except LedgerTampered as exc:
+            self._refuse(tampered(exc, witness.identity.msp_id))
+            raise self._refusal from None  # type: ignore[misc]
+        if head[0]:
+            witness.record(*head, reason, durable=True)
+
+    def _refuse(self, error: LedgerError) -> None:
+        if self._refusal is None:
+            log.error("%s", error.message)
+        self._refusal = error
+
+    def _refuse_if_tampered(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
 
     # -- proposals ----------------------------------------------------------------------------
 
     @staticmethod
     def propose(
-        identity: OrgIdentity, fn: str, args: Sequence[str], actor: str
-    ) -> tuple[Proposal, bytes]:
-        """Build and sign a proposal as `identity` (what a client does before submitting)."""
+        identity: OrgIdentity,
+        fn: str,
+        args: Sequence[str],
+        actor: str,
+        *,
+        at: datetime | None = None,
+    ) -> Proposal:
+        """What `identity` asks the ledger to run (signed with its effects by `endorse`)."""
         nonce = new_nonce()
-        proposal = Proposal(
+        return Proposal(
             tx_id=new_tx_id(nonce, identity.cert_pem),
-            timestamp=fmt_time(datetime.now(UTC)),
+            timestamp=fmt_time(at or datetime.now(UTC)),
             msp_id=identity.msp_id,
             cert_pem=identity.cert_pem,
             actor=actor,
@@ -274,7 +278,6 @@ class LedgerCore:
             args_digest=args_digest(fn, args),
             nonce=nonce,
         )
-        return proposal, identity.sign(proposal.signing_bytes())
 
     def _simulate(self, p: Proposal, args: Sequence[str]) -> tuple[SnapshotStub, bytes]:
         conn = self._reader()
@@ -303,6 +306,7 @@ class LedgerCore:
         Unsigned: a query never reaches the log and this core checks no signature on it, so
         signing one (as `propose` does for a submit) would only cost an ECDSA operation.
         """
+        self._refuse_if_tampered()
         proposal = Proposal(
             tx_id=secrets.token_hex(32),
             timestamp=fmt_time(datetime.now(UTC)),
@@ -348,16 +352,16 @@ class LedgerCore:
         *,
         retries: int = DEFAULT_RETRIES,
     ) -> bytes:
-        """Sign, execute and durably commit `fn`; re-propose on a read conflict.
+        """Execute, sign and durably commit `fn`; re-propose on a read conflict.
 
         A retry re-executes on fresh state, so a lost race on an exclusive asset ends with
         the contract's own LEASE_CONFLICT; when retries run out the conflict is reported.
         """
         attempt = 0
         while True:
-            proposal, signature = self.propose(identity, fn, args, actor)
+            proposal = self.propose(identity, fn, args, actor)
             try:
-                return self.execute(proposal, signature, args)
+                return self.commit(self.endorse(identity, proposal, args))
             except ReadConflict as exc:
                 if attempt >= retries:
                     raise LedgerError(
@@ -368,21 +372,44 @@ class LedgerCore:
                     ) from None
                 attempt += 1
 
-    def execute(self, proposal: Proposal, signature: bytes, args: Sequence[str]) -> bytes:
-        """Verify, simulate and commit one signed proposal. Raises ReadConflict on MVCC."""
-        return self.commit(self.endorse(proposal, signature, args))
+    def endorse(self, identity: OrgIdentity, proposal: Proposal, args: Sequence[str]) -> Endorsed:
+        """Execute `proposal` on a snapshot and sign it with its effects; nothing is written.
 
-    def endorse(self, proposal: Proposal, signature: bytes, args: Sequence[str]) -> Endorsed:
-        """Check the signature and identity, then execute on a snapshot; nothing is written."""
-        self._check_proposal(proposal, signature, args)
+        The endorser is the proposal's own organization: in the embedded ledger each org's
+        broker is its only peer.
+        """
+        self._refuse_if_tampered()
+        if proposal.msp_id != identity.msp_id or proposal.args_digest != args_digest(
+            proposal.fn, args
+        ):
+            raise LedgerError(
+                LEDGER_ERROR,
+                f"transaction {proposal.tx_id} is not {identity.msp_id}'s proposal for "
+                "these arguments",
+                proposal.tx_id,
+            )
+        ts = check_time(proposal, datetime.now(UTC))
+        try:
+            self.signatures.certificate(identity.msp_id, identity.cert_pem, ts)
+        except IdentityError as exc:
+            raise LedgerError(IDENTITY_REJECTED, str(exc), identity.msp_id) from None
+        committed = "SELECT 1 FROM txlog WHERE tx_id = ?"
+        if self._reader().execute(committed, (proposal.tx_id,)).fetchone():
+            raise LedgerError(
+                LEDGER_ERROR,
+                f"transaction {proposal.tx_id} was already committed; a proposal is never replayed",
+                proposal.tx_id,
+            )
         stub, result = self._simulate(proposal, args)
-        return Endorsed(proposal, signature, stub, result)
+        endorsement = stub.effects().endorsement(result_hash(result))
+        signature = identity.sign(endorsed_bytes(proposal.as_dict(), endorsement))
+        return Endorsed(proposal, signature, stub, result, identity)
 
     def commit(self, endorsed: Endorsed) -> bytes:
-        """Validate the read set and append durably (sharing an fsync with concurrent commits)."""
-        pending = _Pending(
-            endorsed.proposal, endorsed.signature, endorsed.stub.effects(), endorsed.result
-        )
+        """Validate and append durably (sharing an fsync with concurrent commits); raises
+        ReadConflict when something it read changed since it was executed."""
+        self._refuse_if_tampered()
+        pending = _Pending(endorsed.item(), endorsed.endorser)
         self._group_commit(pending)
         if pending.error is not None:
             raise pending.error
@@ -423,9 +450,9 @@ class LedgerCore:
     def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
             forget, self._collected = self._collected, []
-            ids = self._inbox.put([Item(p.proposal, p.signature, p.effects) for p in batch], forget)
+            ids = self._inbox.put([p.item for p in batch], forget)
             try:
-                outcomes = self._await_outcomes(ids)
+                outcomes = self._await_outcomes(ids, batch)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._inbox.discard(ids)
@@ -444,7 +471,7 @@ class LedgerCore:
                 for item in batch:
                     item.done = True
 
-    def _await_outcomes(self, ids: list[int]) -> dict[int, Any]:
+    def _await_outcomes(self, ids: list[int], batch: list[_Pending]) -> dict[int, Any]:
         # A shared lock is granted to every waiter at once when the committing process lets
         # go, so the processes whose transactions it carried all see their outcomes together
         # instead of taking the exclusive lock one after another.
@@ -458,14 +485,28 @@ class LedgerCore:
             self._collected.extend(outcomes)
             if len(outcomes) < len(ids):
                 # Nobody committed ours yet: commit everything waiting, ours included.
-                processed = self._process(self._inbox.waiting())
+                processed = self._process(self._inbox.waiting(), batch[0].endorser)
                 self._inbox.finish(processed, keep_for=set(ids))
                 outcomes.update({i: processed[i] for i in ids if i in processed})
         return outcomes
 
+    def _process(
+        self, waiting: list[tuple[int, bytes]], endorser: OrgIdentity
+    ) -> dict[int, dict[str, Any]]:
+        """Commit `waiting` (with the write lock held), signed by this process's broker's
+        organization, or by `endorser`'s when no broker's witness is attached."""
+        committer = self.witnesses[0].identity if self.witnesses else endorser
+        commit = BatchCommit(self._writer, self.signatures, committer, self.witnesses, self.stats)
+        try:
+            return commit.run(waiting)
+        except LedgerError as exc:
+            if exc.code == LEDGER_TAMPERED:
+                self._refuse(exc)
+            raise
+
     @staticmethod
     def _settle(item: _Pending, outcome: dict[str, Any] | None) -> None:
-        tx_id = item.proposal.tx_id
+        tx_id = item.item.proposal.tx_id
         if outcome is None or outcome.get("tx_id") != tx_id:
             item.error = LedgerError(
                 LEDGER_ERROR,
@@ -479,102 +520,6 @@ class LedgerCore:
             item.error = ReadConflict(unb64(outcome["key"]))
         else:
             item.error = LedgerError(outcome["code"], outcome["message"], tx_id)
-
-    def _process(self, waiting: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
-        """Validate and apply every waiting transaction in one durable SQLite transaction."""
-        conn = self._writer
-        out: dict[int, dict[str, Any]] = {}
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute("SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
-            for inbox_id, payload in waiting:
-                try:
-                    item = decode_item(payload)
-                except (ValueError, KeyError, TypeError):
-                    out[inbox_id] = {
-                        "status": "error",
-                        "tx_id": None,
-                        "code": LEDGER_ERROR,
-                        "message": "an unreadable transaction was dropped from the inbox",
-                    }
-                    continue
-                tx_id = item.proposal.tx_id
-                done = conn.execute("SELECT seq FROM txlog WHERE tx_id = ?", (tx_id,)).fetchone()
-                if done is not None:
-                    # Committed by a process that died before it could leave the outcome.
-                    out[inbox_id] = {"status": "ok", "tx_id": tx_id, "seq": done[0]}
-                    continue
-                try:
-                    self._validate(conn, item.effects)
-                except ReadConflict as exc:
-                    self.stats.conflicts += 1
-                    out[inbox_id] = {"status": "conflict", "tx_id": tx_id, "key": b64(exc.key)}
-                    continue
-                seq += 1
-                prev = self._apply(conn, item, seq, prev)
-                out[inbox_id] = {"status": "ok", "tx_id": tx_id, "seq": seq}
-            conn.execute("COMMIT")
-            self.stats.commits += 1
-            self.stats.committed += len(waiting)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return out
-
-    @staticmethod
-    def _validate(conn: sqlite3.Connection, effects: Effects) -> None:
-        for key, version in effects.reads.items():
-            row = conn.execute("SELECT version FROM state WHERE key = ?", (key,)).fetchone()
-            if (row[0] if row else 0) != version:
-                raise ReadConflict(key)
-        for rr in effects.ranges:
-            limit = len(rr.results) + 1 if rr.exhausted else len(rr.results)
-            now = [(bytes(k), ver) for k, _v, ver in scan(conn, rr.start, rr.end, limit)]
-            if now != rr.results:
-                changed = next(
-                    (a[0] for a, b in zip(now, rr.results, strict=False) if a != b),
-                    (now or rr.results or [(rr.start, 0)])[-1][0],
-                )
-                raise ReadConflict(changed)
-
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, item: Item, seq: int, prev: str) -> str:
-        p, effects = item.proposal, item.effects
-        writes = sorted(effects.writes.items())
-        conn.executemany("DELETE FROM state WHERE key = ?", [(k,) for k, v in writes if v is None])
-        conn.executemany(
-            "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
-            [(k, v, seq) for k, v in writes if v is not None],
-        )
-        conn.executemany(
-            "INSERT INTO history (key, seq, tx_id, timestamp, is_delete, value) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(k, seq, p.tx_id, p.timestamp, int(v is None), v) for k, v in writes],
-        )
-        body = entry_body(
-            seq,
-            p,
-            reads=[[k.decode(), v] for k, v in sorted(effects.reads.items())],
-            ranges=[
-                [
-                    rr.start.decode(),
-                    None if rr.end is None else rr.end.decode(),
-                    rr.exhausted,
-                    [[k.decode(), v] for k, v in rr.results],
-                ]
-                for rr in effects.ranges
-            ],
-            writes=[[k.decode(), None if v is None else b64(v)] for k, v in writes],
-            event=None if effects.event is None else [effects.event[0], b64(effects.event[1])],
-            prev_hash=prev,
-        )
-        digest = sha256_hex(body)
-        conn.execute(
-            "INSERT INTO txlog (seq, tx_id, body, hash, signature) VALUES (?, ?, ?, ?, ?)",
-            (seq, p.tx_id, body, digest, item.signature),
-        )
-        return digest
 
 
 def _active_expiries(conn: sqlite3.Connection) -> list[str]:

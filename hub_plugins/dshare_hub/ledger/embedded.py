@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from . import Ledger, LedgerError
-from .core import LEDGER_ERROR, LedgerCore, acquire_core, release_core
+from .core import LEDGER_ERROR, LEDGER_TAMPERED, LedgerCore, acquire_core, release_core
 from .identity import OrgIdentity, create_org, load_identity, register_org, resolve
+from .witness import Witness
 
 __all__ = ["EmbeddedLedger", "create_org", "register_org", "resolve"]
 
@@ -22,14 +23,38 @@ __all__ = ["EmbeddedLedger", "create_org", "register_org", "resolve"]
 class EmbeddedLedger(Ledger):
     """The `Ledger` interface over the embedded SQLite ledger, as one organization."""
 
-    def __init__(self, db_path: str | Path, identity: OrgIdentity) -> None:
+    def __init__(
+        self, db_path: str | Path, identity: OrgIdentity, witness: Witness | None = None
+    ) -> None:
         self.db_path = Path(db_path)
         self.identity = identity
+        self.witness = witness
         self._core: LedgerCore | None = acquire_core(self.db_path)
+        if witness is not None:
+            try:
+                self._core.attach(witness)
+            except LedgerError as exc:
+                if exc.code != LEDGER_TAMPERED:
+                    raise
+                # Logged by the core; it now answers every call with this error, so users
+                # see why instead of a broker that will not start.
 
     @classmethod
-    def open(cls, path: str | Path, identity_dir: str | Path, org: str) -> EmbeddedLedger:
-        """Open the ledger at `path` as `org`, creating and registering its identity if new."""
+    def open(
+        cls,
+        path: str | Path,
+        identity_dir: str | Path,
+        org: str,
+        *,
+        state_dir: str | Path | None = None,
+        trusted_cas: dict[str, str] | None = None,
+    ) -> EmbeddedLedger:
+        """Open the ledger at `path` as `org`, creating and registering its identity if new.
+
+        With `state_dir` (a broker's own directory) the ledger is checked against what this
+        organization saw before, and checkpointed as it goes (`witness.py`), trusting
+        `trusted_cas` ({org: CA PEM}) besides what it trusted before.
+        """
         db, _ = resolve(path)
         idir = Path(identity_dir)
         if (idir / org / "key.pem").exists():
@@ -37,7 +62,11 @@ class EmbeddedLedger(Ledger):
             register_org(db, identity)  # idempotent; refuses a different CA for the org
         else:
             identity = create_org(db, org, identity_dir=idir)
-        return cls(db, identity)
+        witness = None
+        if state_dir is not None:
+            witness = Witness(state_dir, identity)
+            witness.trust({org: identity.ca_cert_pem, **(trusted_cas or {})})
+        return cls(db, identity, witness)
 
     @property
     def core(self) -> LedgerCore:
@@ -68,7 +97,13 @@ class EmbeddedLedger(Ledger):
         except sqlite3.Error as exc:
             raise LedgerError(LEDGER_ERROR, f"cannot read the ledger's head: {exc}") from None
 
+    async def checkpoint(self) -> None:
+        if self.witness is not None:
+            await asyncio.to_thread(self.core.audit, self.witness)
+
     async def close(self) -> None:
         if self._core is not None:
             core, self._core = self._core, None
+            if self.witness is not None:
+                core.detach(self.witness)
             release_core(core)

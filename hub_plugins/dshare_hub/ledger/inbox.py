@@ -38,9 +38,13 @@ ORPHAN_SECONDS = 600.0
 
 @dataclass
 class Item:
+    """An endorsed transaction: `signature` is the endorser's over the proposal, the
+    effects and `result_hash` (`txlog.endorsed_bytes`)."""
+
     proposal: Proposal
     signature: bytes
     effects: Effects
+    result_hash: str
 
 
 def encode(item: Item) -> bytes:
@@ -61,6 +65,7 @@ def encode(item: Item) -> bytes:
             ],
             "w": [[b64(k), None if v is None else b64(v)] for k, v in e.writes.items()],
             "e": None if e.event is None else [e.event[0], b64(e.event[1])],
+            "h": item.result_hash,
         },
         separators=(",", ":"),
     ).encode()
@@ -80,7 +85,7 @@ def decode(payload: bytes) -> Item:
         writes={unb64(k): None if v is None else unb64(v) for k, v in d["w"]},
         event=None if d["e"] is None else (d["e"][0], unb64(d["e"][1])),
     )
-    return Item(Proposal.from_dict(d["p"]), unb64(d["s"]), effects)
+    return Item(Proposal.from_dict(d["p"]), unb64(d["s"]), effects, str(d["h"]))
 
 
 class Inbox:

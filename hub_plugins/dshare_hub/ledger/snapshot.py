@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from dshare_chaincode.stub import (
     Creator,
@@ -15,6 +16,8 @@ from dshare_chaincode.stub import (
     partial_key_range,
 )
 from dshare_chaincode.tx import parse_time
+
+from .txlog import b64
 
 # Simple keys never start with NUL (that is the composite-key namespace), so a simple-key
 # range starts no lower than this.
@@ -29,6 +32,26 @@ class Effects:
     ranges: list[RangeRead]
     writes: dict[bytes, bytes | None]
     event: tuple[str, bytes] | None
+
+    def endorsement(self, result_hash: str) -> dict[str, Any]:
+        """These effects as the log records and the endorser signs them (`txlog`)."""
+        return {
+            "reads": [[k.decode(), v] for k, v in sorted(self.reads.items())],
+            "ranges": [
+                [
+                    rr.start.decode(),
+                    None if rr.end is None else rr.end.decode(),
+                    rr.exhausted,
+                    [[k.decode(), v] for k, v in rr.results],
+                ]
+                for rr in self.ranges
+            ],
+            "writes": [
+                [k.decode(), None if v is None else b64(v)] for k, v in sorted(self.writes.items())
+            ],
+            "event": None if self.event is None else [self.event[0], b64(self.event[1])],
+            "result_hash": result_hash,
+        }
 
 
 @dataclass

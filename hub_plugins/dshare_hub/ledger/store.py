@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from . import LedgerError
+from .txlog import FORMAT
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
     key BLOB PRIMARY KEY,
@@ -27,6 +30,7 @@ CREATE TABLE IF NOT EXISTS txlog (
     hash TEXT NOT NULL,
     signature BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orgs (
     msp_id TEXT PRIMARY KEY,
     ca_cert_pem TEXT NOT NULL,
@@ -48,9 +52,28 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def init_schema(path: str | Path) -> None:
+    """Create the tables; refuse a file whose log another format of dshare wrote."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            if row is None and conn.execute("SELECT 1 FROM txlog LIMIT 1").fetchone() is None:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (str(FORMAT),))
+                row = (str(FORMAT),)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     finally:
         conn.close()
+    found = "1" if row is None else row[0]
+    if found != str(FORMAT):
+        raise LedgerError(
+            "LEDGER_ERROR",
+            f"{path} holds a log in format {found}; this dshare writes format {FORMAT} "
+            "(entries signed by their endorser and batches by their committer). Keep the old "
+            "file for audit and start a new ledger; an old log cannot be signed afterwards",
+        )

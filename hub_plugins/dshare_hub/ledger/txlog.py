@@ -88,28 +88,51 @@ def key_text(key: bytes) -> str:
     return key.decode("utf-8")
 
 
+FORMAT = 2  # log entries with endorsements and per-batch commit signatures
+
+
+def result_hash(result: bytes) -> str:
+    return sha256_hex(result)
+
+
+def endorsed_bytes(proposal: dict[str, str], endorsement: dict[str, Any]) -> bytes:
+    """What the endorsing organization signs: the proposal and what executing it did.
+
+    endorsement: reads [[key, version]], ranges [[start, end, exhausted, [[key, version]]]],
+    writes [[key, base64 value or None for a delete]], event [name, base64 payload] or
+    None, result_hash (sha256 of the contract's answer). Position and previous hash are not
+    known yet; the commit signature covers them, as Fabric's orderer signs a block.
+    """
+    return canonical({"proposal": proposal, "endorsement": endorsement})
+
+
 def entry_body(
     seq: int,
-    proposal: Proposal,
-    reads: list[list[Any]],
-    ranges: list[list[Any]],
-    writes: list[list[Any]],
-    event: list[str] | None,
     prev_hash: str,
+    proposal: Proposal,
+    endorsement: dict[str, Any],
+    signature: bytes,
 ) -> bytes:
-    """The hashed bytes of log entry `seq`.
-
-    reads: [[key, version]], ranges: [[start, end, exhausted, [[key, version], ...]]],
-    writes: [[key, base64 value or None for a delete]], event: [name, base64 payload].
-    """
+    """The hashed bytes of log entry `seq`: the endorsed transaction, its endorsement
+    signature, its position and the previous entry's hash."""
     return canonical(
         {
+            "format": FORMAT,
             "seq": seq,
-            "proposal": proposal.as_dict(),
-            "reads": reads,
-            "ranges": ranges,
-            "writes": writes,
-            "event": event,
             "prev_hash": prev_hash,
+            "proposal": proposal.as_dict(),
+            "endorsement": endorsement,
+            "signature": b64(signature),
         }
     )
+
+
+def commit_bytes(seq: int, entry_hash: str, committer: str) -> bytes:
+    """What the committing organization signs at the end of a batch: the head it made. The
+    hash chain makes this cover every entry before it."""
+    return canonical({"commit": {"seq": seq, "hash": entry_hash, "committer": committer}})
+
+
+def commit_record(committer: str, cert_pem: str, signature: bytes) -> bytes:
+    """The `signature` column of a batch's last entry (empty on the entries before it)."""
+    return canonical({"committer": committer, "cert_pem": cert_pem, "signature": b64(signature)})

@@ -1,33 +1,31 @@
-"""Check an embedded ledger file end to end: every entry's hash, chain link and signature,
-then replay the log's write sets into a fresh world state and history and compare them with
-what is stored. Any altered byte shows up as a problem naming a log sequence number."""
+"""Check an embedded ledger file end to end, against what the organizations saw.
+
+Every entry's hash, chain link, endorsement and commit signature is checked, with the
+certificates the organizations' brokers trust (their state directories, `witness.py`)
+rather than the ones registered in the file; the log is compared with every checkpoint those
+brokers signed, so a rewrite by whoever can write the file, an entry removed or a tail cut
+off is found; then the log's write sets are replayed into a fresh world state and history and
+compared with what is stored. Every problem names a log sequence number (0: the file's
+registered organizations).
+"""
 
 from __future__ import annotations
 
 import binascii
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from dshare_chaincode.tx import parse_time
-
-from .identity import IdentityError, check_chain, verify_signature
+from .chain import ChainWalker, Problem, rows, seen_in_walk
+from .signatures import Signatures
 from .store import connect
-from .txlog import GENESIS_HASH, Proposal, new_tx_id, sha256_hex, unb64
+from .txlog import GENESIS_HASH, unb64
+from .witness import WitnessRecord, fingerprint, read_witness
 
 MAX_PROBLEMS = 200
 
-
-@dataclass(frozen=True)
-class Problem:
-    seq: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"seq {self.seq}: {self.message}"
+__all__ = ["Problem", "VerifyReport", "verify"]
 
 
 @dataclass
@@ -35,6 +33,9 @@ class VerifyReport:
     entries: int = 0
     head_hash: str = GENESIS_HASH
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    witnesses: list[str] = field(default_factory=list)  # organizations whose checkpoints held
+    checkpoints: int = 0
 
     @property
     def ok(self) -> bool:
@@ -53,72 +54,99 @@ class _Replay:
     def __init__(self) -> None:
         self.state: dict[bytes, tuple[bytes, int]] = {}
         self.history: dict[tuple[bytes, int], tuple[str, str, int, bytes | None]] = {}
+        self.deleted: dict[bytes, int] = {}  # key -> the entry that last deleted it
+
+    def apply(self, report: VerifyReport, seq: int, tx_id: str, ts: str, e: dict[str, Any]) -> None:
+        for key_text, version in e.get("reads", []):
+            key = str(key_text).encode()
+            replayed = self.state.get(key, (b"", 0))[1]
+            if replayed != version:
+                report.add(
+                    seq,
+                    f"the read set claims version {version} of key {key_text!r} but the "
+                    f"replayed ledger had version {replayed}",
+                )
+        for key_text, value_b64 in e.get("writes", []):
+            key = str(key_text).encode()
+            try:
+                value = None if value_b64 is None else unb64(value_b64)
+            except (binascii.Error, ValueError, AttributeError):
+                report.add(seq, f"the write set value of key {key_text!r} is not base64")
+                continue
+            if value is None:
+                self.state.pop(key, None)
+                self.deleted[key] = seq
+            else:
+                self.state[key] = (value, seq)
+                self.deleted.pop(key, None)
+            self.history[(key, seq)] = (tx_id, ts, int(value is None), value)
 
 
-def _check_entry(
-    report: VerifyReport,
-    replay: _Replay,
-    orgs: dict[str, str],
-    trusted: set[tuple[str, str]],
-    seq: int,
-    tx_id: str,
-    body_bytes: bytes,
-    signature: bytes,
-) -> None:
-    try:
-        body: dict[str, Any] = json.loads(body_bytes)
-        proposal = Proposal.from_dict(body["proposal"])
-    except (ValueError, KeyError, TypeError):
-        report.add(seq, "the entry's body is not a readable log entry (altered bytes)")
-        return
-    if body.get("seq") != seq:
-        report.add(seq, f"the entry's body claims sequence {body.get('seq')!r}")
-    if proposal.tx_id != tx_id:
-        report.add(seq, f"the tx_id column {tx_id!r} differs from the signed proposal's")
-    if proposal.tx_id != new_tx_id(proposal.nonce, proposal.cert_pem):
-        report.add(seq, "the transaction id does not match its nonce and certificate")
-    ca = orgs.get(proposal.msp_id)
-    if ca is None:
-        report.add(seq, f"organization '{proposal.msp_id}' has no registered CA")
-    else:
-        try:
-            ts = parse_time(proposal.timestamp)
-            if (proposal.cert_pem, ca) not in trusted:
-                check_chain(proposal.cert_pem, ca, proposal.msp_id, ts)
-                trusted.add((proposal.cert_pem, ca))
-            cert = x509.load_pem_x509_certificate(proposal.cert_pem.encode())
-            if not verify_signature(cert, signature, proposal.signing_bytes()):
-                report.add(seq, "the signature does not match the signed proposal")
-        except (IdentityError, ValueError) as exc:
-            report.add(seq, f"the creator's certificate is not trusted: {exc}")
-    for key_text, version in body.get("reads", []):
-        key = key_text.encode()
-        replayed = replay.state.get(key, (b"", 0))[1]
-        if replayed != version:
+def _trust(
+    report: VerifyReport, witnesses: list[WitnessRecord], registered: dict[str, str]
+) -> dict[str, str]:
+    """The CAs signatures are checked against: the witnesses' (which must agree), else the
+    file's own, with a warning that this proves nothing against a deliberate rewrite."""
+    if not witnesses:
+        report.warnings.append(
+            "no organization's state directory given (--witness): signatures are checked "
+            "against the CAs registered in the file itself and no checkpoint is compared, so "
+            "a deliberate rewrite or a cut-off tail cannot be detected"
+        )
+        return dict(registered)
+    trusted: dict[str, str] = {}
+    for w in witnesses:
+        for msp, ca in w.orgs.items():
+            have = trusted.setdefault(msp, ca)
+            if have != ca:
+                report.add(0, f"the witnesses trust different CA certificates for '{msp}'")
+    for msp, ca in registered.items():
+        if msp in trusted and trusted[msp] != ca:
             report.add(
-                seq,
-                f"the read set claims version {version} of key {key_text!r} but the "
-                f"replayed ledger had version {replayed}",
+                0,
+                f"the ledger file registers another CA certificate for '{msp}' than its "
+                f"organizations trust ({fingerprint(ca)} instead of {fingerprint(trusted[msp])}):"
+                " a swapped certificate",
             )
-    for key_text, value_b64 in body.get("writes", []):
-        key = key_text.encode()
-        try:
-            value = None if value_b64 is None else unb64(value_b64)
-        except (binascii.Error, ValueError):
-            report.add(seq, f"the write set value of key {key_text!r} is not base64")
-            continue
-        if value is None:
-            replay.state.pop(key, None)
-        else:
-            replay.state[key] = (value, seq)
-        replay.history[(key, seq)] = (proposal.tx_id, proposal.timestamp, int(value is None), value)
+    return trusted
 
 
-def verify(path: str | Path) -> VerifyReport:
-    """Walk the log of the ledger at `path`; see the module docstring."""
+def _compare_checkpoints(
+    report: VerifyReport, witnesses: list[WitnessRecord], hashes: dict[int, str], head: int
+) -> None:
+    for w in witnesses:
+        for problem in w.problems:
+            report.add(0, problem)
+        bad = False
+        for cp in w.checkpoints:
+            report.checkpoints += 1
+            if cp.seq > head:
+                report.add(
+                    cp.seq,
+                    f"{w.org}'s broker saw the log reach this sequence on {cp.at}, but it ends "
+                    f"at {head} (entries cut off)",
+                )
+                bad = True
+                break
+            if hashes.get(cp.seq) != cp.hash:
+                report.add(
+                    cp.seq,
+                    f"the entry differs from the one {w.org}'s broker saw here on {cp.at} "
+                    "(history rewritten at or before this sequence)",
+                )
+                bad = True
+                break
+        if not bad and not w.problems:
+            report.witnesses.append(w.org)
+
+
+def verify(path: str | Path, witnesses: Sequence[str | Path] = ()) -> VerifyReport:
+    """Check the ledger at `path` against the brokers' state directories `witnesses`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ledger database at {path}")
+    records = [read_witness(Path(w)) for w in witnesses]
+    wanted = {cp.seq for r in records for cp in r.checkpoints}
     report = VerifyReport()
     conn = connect(path, readonly=True)
     # An altered byte can leave a text column (hash, tx_id) that is not UTF-8; read it with
@@ -126,29 +154,26 @@ def verify(path: str | Path) -> VerifyReport:
     conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
     try:
         conn.execute("BEGIN")  # one snapshot, even while brokers keep committing
-        orgs = dict(conn.execute("SELECT msp_id, ca_cert_pem FROM orgs").fetchall())
+        registered = dict(conn.execute("SELECT msp_id, ca_cert_pem FROM orgs").fetchall())
+        trusted = _trust(report, records, registered)
+        unknown = (
+            (lambda msp: f"organization '{msp}' is trusted by none of the witnesses given")
+            if records
+            else (lambda msp: f"organization '{msp}' has no registered CA")
+        )
+        walker = ChainWalker(Signatures(trusted.get, unknown), first_seq=seen_in_walk())
         replay = _Replay()
-        trusted: set[tuple[str, str]] = set()
-        prev = GENESIS_HASH
-        expected = 1
-        rows = conn.execute("SELECT seq, tx_id, body, hash, signature FROM txlog ORDER BY seq")
-        for seq, tx_id, body, stored_hash, signature in rows:
-            body = bytes(body)
-            if seq != expected:
-                report.add(seq, f"the log skips from sequence {expected - 1} to {seq}")
-            expected = seq + 1
-            report.entries += 1
-            if sha256_hex(body) != stored_hash:
-                report.add(seq, "the entry's hash does not match its bytes (altered entry)")
-            try:
-                linked = json.loads(body).get("prev_hash")
-            except ValueError:
-                linked = None
-            if linked != prev:
-                report.add(seq, "the entry does not link to the previous entry's hash")
-            _check_entry(report, replay, orgs, trusted, seq, tx_id, body, bytes(signature))
-            prev = stored_hash
-        report.head_hash = prev
+        hashes: dict[int, str] = {}
+        for entry in walker.walk(rows(conn)):
+            if entry.seq in wanted:
+                hashes[entry.seq] = entry.hash
+            p = entry.proposal
+            replay.apply(report, entry.seq, p.tx_id, p.timestamp, entry.endorsement)
+        for problem in walker.problems:
+            report.add(problem.seq, problem.message)
+        report.entries = walker.entries
+        report.head_hash = walker.head_hash
+        _compare_checkpoints(report, records, hashes, walker.head_seq)
         _compare_state(conn, replay, report)
         _compare_history(conn, replay, report)
         conn.execute("COMMIT")
@@ -166,7 +191,10 @@ def _compare_state(conn: Any, replay: _Replay, report: VerifyReport) -> None:
         if have == want:
             continue
         shown = key.decode(errors="replace")
-        if want is None:
+        if want is None and key in replay.deleted:
+            seq = replay.deleted[key]
+            report.add(seq, f"world state holds key {shown!r} that this entry deleted")
+        elif want is None:
             assert have is not None
             report.add(have[1], f"world state holds key {shown!r} that the log never wrote")
         elif have is None:

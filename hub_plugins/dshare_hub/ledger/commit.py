@@ -1,0 +1,232 @@
+"""Making a batch durable: validate every waiting transaction, append it, sign the batch.
+
+Whoever holds the ledger's write lock does this for the transactions every process left in
+the inbox (`inbox.py`), so nothing waiting there is taken on trust: each endorsement is
+checked against the CAs this process trusts, each read set is re-checked against the state
+(MVCC, as Fabric's committing peers do), then the entries are appended to the hash chain and
+the batch's last entry is signed by the committing organization, as Fabric's orderer signs a
+block. The brokers' witnesses check the chain they are about to extend first, and checkpoint
+the head it reached after.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dshare_chaincode.stub import is_composite_key, split_composite_key
+from dshare_chaincode.tx import parse_time
+
+from . import LedgerError
+from .identity import IdentityError, OrgIdentity
+from .inbox import Item
+from .inbox import decode as decode_item
+from .signatures import Signatures
+from .snapshot import Effects, scan
+from .txlog import GENESIS_HASH, Proposal, b64, commit_bytes, commit_record, entry_body, new_tx_id
+from .txlog import sha256_hex as digest_of
+from .witness import LedgerTampered, Witness
+
+IDENTITY_REJECTED = "IDENTITY_REJECTED"
+LEDGER_ERROR = "LEDGER_ERROR"
+LEDGER_TAMPERED = "LEDGER_TAMPERED"
+# A proposal's timestamp decides lease expiry, so an org must not be able to backdate one.
+MAX_CLOCK_SKEW = timedelta(seconds=120)
+
+
+def display_key(key: bytes) -> str:
+    text = key.decode()
+    if is_composite_key(text):
+        object_type, attrs = split_composite_key(text)
+        return f"{object_type}[{', '.join(attrs)}]"
+    return text
+
+
+class ReadConflict(Exception):
+    """Another transaction changed something this one read before it could commit."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(display_key(key))
+        self.key = key
+
+
+@dataclass
+class CommitStats:
+    batches: int = 0  # in-process batches handed to the inbox
+    transactions: int = 0
+    conflicts: int = 0
+    sizes: list[int] = field(default_factory=list)
+    commits: int = 0  # durable SQLite commits this process made (one fsync each)
+    committed: int = 0  # transactions those commits carried, from every process
+
+
+def tampered(exc: LedgerTampered, org: str) -> LedgerError:
+    return LedgerError(
+        LEDGER_TAMPERED,
+        f"the ledger does not extend what {org}'s broker saw: {exc}. This broker serves "
+        "nothing until an operator has run `dshare ledger verify` and restored the ledger",
+        str(exc.problem.seq),
+    )
+
+
+def check_time(proposal: Proposal, now: datetime) -> datetime:
+    """The proposal's timestamp, if it is readable and within MAX_CLOCK_SKEW of `now`."""
+    try:
+        ts = parse_time(proposal.timestamp)
+    except ValueError as exc:
+        raise LedgerError(
+            LEDGER_ERROR, f"transaction {proposal.tx_id}: {exc}", proposal.tx_id
+        ) from None
+    if abs(now - ts) > MAX_CLOCK_SKEW:
+        raise LedgerError(
+            LEDGER_ERROR,
+            f"transaction {proposal.tx_id} is timestamped {proposal.timestamp}, more than "
+            f"{int(MAX_CLOCK_SKEW.total_seconds())} s from the ledger's clock; "
+            "check the submitting machine's clock",
+            proposal.tx_id,
+        )
+    return ts
+
+
+def check_item(item: Item, signatures: Signatures, now: datetime) -> None:
+    """Raise LedgerError unless `item` is a well-formed transaction endorsed by its org."""
+    p = item.proposal
+    ts = check_time(p, now)
+    if p.tx_id != new_tx_id(p.nonce, p.cert_pem):
+        raise LedgerError(LEDGER_ERROR, f"transaction id {p.tx_id} does not match its nonce")
+    try:
+        signatures.check_endorsement(
+            p, item.effects.endorsement(item.result_hash), item.signature, ts
+        )
+    except IdentityError as exc:
+        raise LedgerError(IDENTITY_REJECTED, str(exc), p.msp_id) from None
+
+
+class BatchCommit:
+    """One durable SQLite transaction carrying every waiting transaction that validates."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        signatures: Signatures,
+        committer: OrgIdentity,
+        witnesses: Sequence[Witness],
+        stats: CommitStats,
+    ) -> None:
+        self.conn = conn
+        self.signatures = signatures
+        self.committer = committer
+        self.witnesses = witnesses
+        self.stats = stats
+
+    def run(self, waiting: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
+        conn = self.conn
+        out: dict[int, dict[str, Any]] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for witness in self.witnesses:
+                try:
+                    witness.check(conn, signatures=False)
+                except LedgerTampered as exc:
+                    raise tampered(exc, witness.identity.msp_id) from None
+            row = conn.execute("SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
+            first = seq + 1
+            now = datetime.now(UTC)
+            for inbox_id, payload in waiting:
+                outcome, seq, prev = self._one(payload, seq, prev, now)
+                out[inbox_id] = outcome
+            if seq >= first:
+                sig = self.committer.sign(commit_bytes(seq, prev, self.committer.msp_id))
+                record = commit_record(self.committer.msp_id, self.committer.cert_pem, sig)
+                conn.execute("UPDATE txlog SET signature = ? WHERE seq = ?", (record, seq))
+            conn.execute("COMMIT")
+            self.stats.commits += 1
+            self.stats.committed += len(waiting)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if seq >= first:
+            for witness in self.witnesses:
+                witness.record(seq, prev, "commit")
+        return out
+
+    def _one(
+        self, payload: bytes, seq: int, prev: str, now: datetime
+    ) -> tuple[dict[str, Any], int, str]:
+        try:
+            item = decode_item(payload)
+        except (ValueError, KeyError, TypeError):
+            return (
+                {
+                    "status": "error",
+                    "tx_id": None,
+                    "code": LEDGER_ERROR,
+                    "message": "an unreadable transaction was dropped from the inbox",
+                },
+                seq,
+                prev,
+            )
+        tx_id = item.proposal.tx_id
+        done = self.conn.execute("SELECT seq FROM txlog WHERE tx_id = ?", (tx_id,)).fetchone()
+        if done is not None:
+            # Committed by a process that died before it could leave the outcome.
+            return {"status": "ok", "tx_id": tx_id, "seq": done[0]}, seq, prev
+        try:
+            check_item(item, self.signatures, now)
+        except LedgerError as exc:
+            return (
+                {"status": "error", "tx_id": tx_id, "code": exc.code, "message": exc.message},
+                seq,
+                prev,
+            )
+        try:
+            validate(self.conn, item.effects)
+        except ReadConflict as exc:
+            self.stats.conflicts += 1
+            return {"status": "conflict", "tx_id": tx_id, "key": b64(exc.key)}, seq, prev
+        seq += 1
+        prev = apply(self.conn, item, seq, prev)
+        return {"status": "ok", "tx_id": tx_id, "seq": seq}, seq, prev
+
+
+def validate(conn: sqlite3.Connection, effects: Effects) -> None:
+    for key, version in effects.reads.items():
+        row = conn.execute("SELECT version FROM state WHERE key = ?", (key,)).fetchone()
+        if (row[0] if row else 0) != version:
+            raise ReadConflict(key)
+    for rr in effects.ranges:
+        limit = len(rr.results) + 1 if rr.exhausted else len(rr.results)
+        now = [(bytes(k), ver) for k, _v, ver in scan(conn, rr.start, rr.end, limit)]
+        if now != rr.results:
+            changed = next(
+                (a[0] for a, b in zip(now, rr.results, strict=False) if a != b),
+                (now or rr.results or [(rr.start, 0)])[-1][0],
+            )
+            raise ReadConflict(changed)
+
+
+def apply(conn: sqlite3.Connection, item: Item, seq: int, prev: str) -> str:
+    """Write `item`'s effects to state and history and append its log entry; its hash."""
+    p, effects = item.proposal, item.effects
+    writes = sorted(effects.writes.items())
+    conn.executemany("DELETE FROM state WHERE key = ?", [(k,) for k, v in writes if v is None])
+    conn.executemany(
+        "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
+        [(k, v, seq) for k, v in writes if v is not None],
+    )
+    conn.executemany(
+        "INSERT INTO history (key, seq, tx_id, timestamp, is_delete, value) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(k, seq, p.tx_id, p.timestamp, int(v is None), v) for k, v in writes],
+    )
+    body = entry_body(seq, prev, p, effects.endorsement(item.result_hash), item.signature)
+    entry_hash = digest_of(body)
+    conn.execute(
+        "INSERT INTO txlog (seq, tx_id, body, hash, signature) VALUES (?, ?, ?, ?, ?)",
+        (seq, p.tx_id, body, entry_hash, b""),
+    )
+    return entry_hash
