@@ -3,7 +3,8 @@
 #   python -m pip wheel --no-deps -w dist .
 #   docker build -f image/chaincode.Dockerfile -t dshare/chaincode:0.1.0 .
 # Run with CHAINCODE_SERVER_ADDRESS=0.0.0.0:9999 and CHAINCODE_ID=<package id>; TLS
-# material (CHAINCODE_TLS_KEY/CERT) is mounted at run time, never baked in.
+# material (CHAINCODE_TLS_KEY/CERT, CHAINCODE_CLIENT_CA_CERT) is mounted at run time, never
+# baked in. Without it the service refuses to start unless CHAINCODE_PLAINTEXT=true.
 FROM python:3.12.10-slim-bookworm
 
 COPY dist/dshare-0.1.0-py3-none-any.whl /tmp/wheels/

@@ -2,8 +2,12 @@
 
 Run as ``python -m dshare_chaincode.ccaas`` with CHAINCODE_SERVER_ADDRESS (host:port to
 listen on) and CHAINCODE_ID (the package id the peer printed at install), like every ccaas
-sample. TLS is on when CHAINCODE_TLS_KEY and CHAINCODE_TLS_CERT name PEM files;
-CHAINCODE_CLIENT_CA_CERT additionally requires the peer's client certificate.
+sample. TLS is required: CHAINCODE_TLS_KEY and CHAINCODE_TLS_CERT name the PEM key and
+certificate it serves, and CHAINCODE_CLIENT_CA_CERT (PEM, one or more CA certificates) makes
+it require and check the peers' client certificates (mutual TLS). Without TLS material it
+refuses to start unless CHAINCODE_PLAINTEXT=true, which logs a warning (a local test network
+only). CHAINCODE_MAX_CLOCK_SKEW (seconds, default 120) bounds how far a proposal's timestamp
+may be from this machine's clock (`dshare_chaincode.clock`).
 
 fabric-chaincode-python 2.5.4 provides the gRPC service and the peer conversation, but its
 handler has gaps this module closes in a `Handler` subclass:
@@ -32,7 +36,7 @@ import grpc
 from fabric_chaincode_python.fabric_shim.handler import Handler
 from fabric_chaincode_python.fabric_shim.interfaces import Chaincode
 from fabric_chaincode_python.fabric_shim.msg_queue_handler import QueueMessage
-from fabric_chaincode_python.fabric_shim.server import ChaincodeService, load_tls_config
+from fabric_chaincode_python.fabric_shim.server import ChaincodeService
 from fabric_chaincode_python.fabric_shim.stub import ChaincodeStub
 from fabric_protos.ledger.queryresult import kv_query_result_pb2 as _kv_query_result_pb2
 from fabric_protos.peer import chaincode_event_pb2 as _chaincode_event_pb2
@@ -41,6 +45,8 @@ from fabric_protos.peer import chaincode_shim_pb2 as _chaincode_shim_pb2
 from fabric_protos.peer import proposal_pb2 as _proposal_pb2
 from fabric_protos.peer import proposal_response_pb2 as _proposal_response_pb2
 
+from .ccaas_config import ConfigError, server_settings, transport
+from .clock import ClockGuard, seconds_text
 from .errors import ContractError
 from .stub import Creator, HistoryEntry, create_composite_key, partial_key_range
 
@@ -53,6 +59,15 @@ proposal_pb2: Any = _proposal_pb2
 proposal_response_pb2: Any = _proposal_response_pb2
 
 LOG = logging.getLogger("dshare_chaincode.ccaas")
+
+__all__ = [
+    "ConfigError",
+    "DShareChaincode",
+    "DShareHandler",
+    "build_server",
+    "main",
+    "server_settings",
+]
 
 Msg = chaincode_shim_pb2.ChaincodeMessage
 InvokeFn = Callable[[Any, str, Sequence[str]], bytes]
@@ -219,10 +234,12 @@ class DShareHandler(Handler):
         cc: Chaincode,
         invoke: InvokeFn = _default_invoke,
         executor: ThreadPoolExecutor | None = None,
+        guard: ClockGuard | None = None,
     ) -> None:
         super().__init__(cc_id, cc)
         self._invoke = invoke
         self._executor = executor
+        self._guard = guard or ClockGuard()
 
     async def ask_peer(self, msg_type: int, payload: bytes, channel_id: str, tx_id: str) -> bytes:
         """Send one ledger request of a transaction and return the peer's reply payload."""
@@ -270,6 +287,10 @@ class DShareHandler(Handler):
             return _error(f"the transaction could not be decoded: {exc}"), None
         if action.lower() == "init":
             return proposal_response_pb2.Response(status=OK), None
+        refused = self._check_clock(shim_stub, msg.txid)
+        if refused is not None:
+            LOG.warning("%s %s refused: %s", where, fn, refused)
+            return _error(refused), None
 
         loop = asyncio.get_running_loop()
         stub = FabricStub(self, shim_stub, loop)
@@ -277,6 +298,26 @@ class DShareHandler(Handler):
             return await self._invoke_contract(stub, fn, args, where)
         finally:
             stub.finished = True
+
+    def _check_clock(self, shim_stub: ChaincodeStub, tx_id: str) -> str | None:
+        """The CLOCK_SKEW refusal of a proposal dated too far from this machine's clock.
+
+        It applies to queries (Evaluate) as much as to submitted transactions, for two
+        reasons. The chaincode cannot tell them apart: the peer sends both as the same
+        TRANSACTION message, and "read-only" is only how the client uses the result. And a
+        query's answer depends on its timestamp too: a lease past its expiry reads as
+        expired, so a back-dated GetLease would tell a broker that a lease it must stop
+        serving is still active. Fabric's peer checks no proposal timestamp; this is
+        dshare's rule (`dshare_chaincode.clock`).
+        """
+        timestamp = shim_stub.get_tx_timestamp()
+        if timestamp is None:
+            return "the transaction carries no signed proposal, so no timestamp to check"
+        try:
+            self._guard.check(timestamp.ToDatetime(tzinfo=UTC), tx_id)
+        except ContractError as exc:
+            return exc.to_wire()
+        return None
 
     async def _invoke_contract(
         self, stub: FabricStub, fn: str, args: list[str], where: str
@@ -318,77 +359,67 @@ class DShareChaincode(Chaincode):
 class DShareChaincodeService(ChaincodeService):
     """The library's gRPC service, with our handler on every peer connection."""
 
-    def __init__(self, chaincode_id: str, executor: ThreadPoolExecutor | None = None) -> None:
+    def __init__(
+        self,
+        chaincode_id: str,
+        executor: ThreadPoolExecutor | None = None,
+        guard: ClockGuard | None = None,
+    ) -> None:
         super().__init__(chaincode_id, DShareChaincode())
         self._executor = executor
+        self._guard = guard
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
-        handler = DShareHandler(self._ccid, self._cc, executor=self._executor)
+        handler = DShareHandler(self._ccid, self._cc, executor=self._executor, guard=self._guard)
         try:
             await handler.chat_with_peer(request_iterator, context)
         except asyncio.CancelledError:
             LOG.info("peer connection closed")
 
 
-class ConfigError(ValueError):
-    """A required environment variable is missing or names an unreadable file."""
-
-
-def server_settings(env: dict[str, str]) -> dict[str, Any]:
-    """Listen address, chaincode id and optional TLS material from the environment."""
-    settings: dict[str, Any] = {}
-    for name, hint in (
-        ("CHAINCODE_SERVER_ADDRESS", "the host:port to listen on, e.g. 0.0.0.0:9999"),
-        ("CHAINCODE_ID", "the package id printed by 'peer lifecycle chaincode install'"),
-    ):
-        value = env.get(name, "").strip()
-        if not value:
-            raise ConfigError(f"{name} is not set: set it to {hint}")
-        settings[name] = value
-    key, cert = env.get("CHAINCODE_TLS_KEY"), env.get("CHAINCODE_TLS_CERT")
-    if bool(key) != bool(cert):
-        raise ConfigError("set both CHAINCODE_TLS_KEY and CHAINCODE_TLS_CERT, or neither")
-    tls: dict[str, bytes] = {}
-    for name in ("CHAINCODE_TLS_KEY", "CHAINCODE_TLS_CERT", "CHAINCODE_CLIENT_CA_CERT"):
-        path = env.get(name)
-        if path:
-            try:
-                with open(path, "rb") as fh:
-                    tls[name] = fh.read()
-            except OSError as exc:
-                raise ConfigError(f"{name}: cannot read {path} ({exc.strerror})") from None
-    settings["tls"] = tls
-    return settings
-
-
-def build_server(settings: dict[str, Any]) -> grpc.aio.Server:
+def build_server(
+    settings: dict[str, Any], clock: Callable[[], datetime] | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server (not started) and the port it bound; `clock` stands in for the
+    machine's clock in tests."""
     from fabric_protos.peer import chaincode_shim_pb2_grpc
 
     server = grpc.aio.server()
     executor = ThreadPoolExecutor(MAX_CONCURRENT_TX, thread_name_prefix="dshare-tx")
+    skew = settings["max_clock_skew_s"]
+    guard = ClockGuard(skew) if clock is None else ClockGuard(skew, clock)
     chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(
-        DShareChaincodeService(settings["CHAINCODE_ID"], executor), server
+        DShareChaincodeService(settings["CHAINCODE_ID"], executor, guard), server
     )
     tls = settings["tls"]
     address = settings["CHAINCODE_SERVER_ADDRESS"]
     if tls:
-        credentials = load_tls_config(
-            tls["CHAINCODE_TLS_KEY"], tls["CHAINCODE_TLS_CERT"], tls.get("CHAINCODE_CLIENT_CA_CERT")
+        client_ca = tls.get("CHAINCODE_CLIENT_CA_CERT")
+        credentials = grpc.ssl_server_credentials(
+            [(tls["CHAINCODE_TLS_KEY"], tls["CHAINCODE_TLS_CERT"])],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
         )
-        server.add_secure_port(address, credentials)
+        port = server.add_secure_port(address, credentials)
     else:
-        server.add_insecure_port(address)
-    return server
+        LOG.warning(
+            "CHAINCODE_PLAINTEXT=true: serving %s without TLS, so the peers' connections are "
+            "neither encrypted nor authenticated; use it on a local test network only",
+            address,
+        )
+        port = server.add_insecure_port(address)
+    return server, port
 
 
 async def serve(settings: dict[str, Any]) -> None:
-    server = build_server(settings)
+    server, _ = build_server(settings)
     await server.start()
     LOG.info(
-        "dshare chaincode %s listening on %s (%s)",
+        "dshare chaincode %s listening on %s (%s; proposals within %s s of this clock)",
         settings["CHAINCODE_ID"],
         settings["CHAINCODE_SERVER_ADDRESS"],
-        "TLS" if settings["tls"] else "plaintext",
+        transport(settings),
+        seconds_text(settings["max_clock_skew_s"]),
     )
     try:
         await server.wait_for_termination()

@@ -21,6 +21,8 @@ LEASE_EXPIRED = "LEASE_EXPIRED"
 INVALID_STATE = "INVALID_STATE"
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 UNKNOWN_FUNCTION = "UNKNOWN_FUNCTION"
+# The proposal's timestamp is too far from the endorsing peer's clock (dshare_chaincode.clock).
+CLOCK_SKEW = "CLOCK_SKEW"
 
 CODES: frozenset[str] = frozenset(
     {
@@ -36,6 +38,7 @@ CODES: frozenset[str] = frozenset(
         INVALID_STATE,
         INVALID_ARGUMENT,
         UNKNOWN_FUNCTION,
+        CLOCK_SKEW,
     }
 )
 

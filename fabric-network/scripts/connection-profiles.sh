@@ -4,9 +4,17 @@
 # key.pem) and its peer's TLS CA (tls-ca.pem). Paths in the profile are relative, so the
 # same directory works on this machine and mounted as a Secret at /etc/dshare/fabric.
 # key.pem is a private key: the directory is created 0700 and the key 0600.
+# The profile always uses TLS (FabricProfile refuses none unless "plaintext": true) and lists
+# the channel's members (channel_organizations), so an endorsement failure can say how many
+# organizations the MAJORITY needs: run this again after scripts/add-org.sh.
 set -euo pipefail
 # shellcheck source=env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+members=(UiS UiO)
+[[ -f "$BUILD/channel/uib-joined" ]] && members+=(UiB)
+channel_orgs=$(printf '"%sMSP", ' "${members[@]}")
+channel_orgs="[${channel_orgs%, }]"
 
 for org in "${@:-UiS UiO UiB}"; do
 	for one in $org; do
@@ -28,7 +36,8 @@ for org in "${@:-UiS UiO UiB}"; do
   "chaincode": "$CC_NAME",
   "cert_path": "cert.pem",
   "key_path": "key.pem",
-  "tls_root_cert_path": "tls-ca.pem"
+  "tls_root_cert_path": "tls-ca.pem",
+  "channel_organizations": $channel_orgs
 }
 JSON
 		echo "$out/connection.json"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Deploy the dshare contract as chaincode-as-a-service: package (type ccaas: only the
-# address of the service), install on every member peer, start the service (one Python
-# process, python -m dshare_chaincode.ccaas), approve for each member organization
-# (a MAJORITY must approve), and commit the definition.
+# Deploy the dshare contract as chaincode-as-a-service: package (type ccaas: the address of
+# the service and the TLS material the peers dial it with), install on every member peer,
+# start the service (one Python process, python -m dshare_chaincode.ccaas, mutual TLS: it
+# refuses to start without TLS), approve for each member organization (a MAJORITY must
+# approve), and commit the definition. CHAINCODE_MAX_CLOCK_SKEW (seconds, default 120), when
+# set, is passed to the service: it refuses proposals dated further from its clock.
 #
 #   deploy-chaincode.sh [SEQUENCE] [ORG ...]   defaults: 1, the orgs whose peer joined
 set -euo pipefail
@@ -19,11 +21,30 @@ if [[ ${#orgs[@]} -eq 0 ]]; then
 fi
 
 pkg_dir="$BUILD/chaincode"
+tls_dir="$pkg_dir/tls"
 mkdir -p "$pkg_dir/src"
 label="${CC_NAME}_${CC_VERSION}"
-cat >"$pkg_dir/src/connection.json" <<JSON
-{"address": "$CC_ADDRESS", "dial_timeout": "10s", "tls_required": false}
-JSON
+"$NETWORK_DIR/scripts/chaincode-tls.sh" "$tls_dir" >/dev/null
+# The ccaas builder's connection.json: the peer checks the service's certificate against
+# root_cert and presents client_cert/client_key (PEM text, so the file holds a private key:
+# it only lets a peer talk to this chaincode service). The same certificates give the same
+# package, hence the same package id on every peer and on a rerun.
+(
+	umask 077
+	"$PYTHON" - "$tls_dir" "$CC_ADDRESS" >"$pkg_dir/src/connection.json" <<'PY'
+import json, pathlib, sys
+tls, address = pathlib.Path(sys.argv[1]), sys.argv[2]
+print(json.dumps({
+    "address": address,
+    "dial_timeout": "10s",
+    "tls_required": True,
+    "client_auth_required": True,
+    "root_cert": (tls / "ca.crt").read_text(),
+    "client_cert": (tls / "peer-client.crt").read_text(),
+    "client_key": (tls / "peer-client.key").read_text(),
+}, indent=2))
+PY
+)
 cat >"$pkg_dir/src/metadata.json" <<JSON
 {"type": "ccaas", "label": "$label"}
 JSON
@@ -43,6 +64,8 @@ done
 pidfile="$BUILD/pids/chaincode.pid"
 if ! { [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
 	CHAINCODE_ID="$package_id" CHAINCODE_SERVER_ADDRESS="$CC_ADDRESS" \
+		CHAINCODE_TLS_KEY="$tls_dir/server.key" CHAINCODE_TLS_CERT="$tls_dir/server.crt" \
+		CHAINCODE_CLIENT_CA_CERT="$tls_dir/ca.crt" \
 		nohup "$PYTHON" -m dshare_chaincode.ccaas >"$BUILD/logs/chaincode.log" 2>&1 &
 	echo $! >"$pidfile"
 	wait_for_port "${CC_ADDRESS##*:}" "chaincode service"

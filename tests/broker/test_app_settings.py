@@ -86,6 +86,7 @@ async def test_fabric_profile_opens_the_gateway_client_and_signs_peer_requests(t
                 "chaincode": "dshare",
                 "key_path": "msp/key.pem",
                 "cert_path": "msp/cert.pem",
+                "plaintext": True,
             }
         )
     )

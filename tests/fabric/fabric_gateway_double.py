@@ -1,247 +1,280 @@
 """A TEST DOUBLE of a Fabric peer's Gateway service, in-process over real gRPC (with TLS).
 
-It is not Fabric: one peer, no orderer, every submitted transaction committed in its own
-block. What it does like Fabric, so the client is tested against realistic behaviour:
+It is not Fabric: no orderer (each submitted transaction is validated and committed in its
+own block at once), no gossip (the three peers share one committed state), no real
+discovery service (it is computed from the channel's members and the peers' flags). What it
+does as Fabric 2.5's gateway does (internal/pkg/gateway), so the client is tested against
+realistic behaviour:
 
-- checks every signature (proposal, prepared transaction, commit-status and events
-  requests) with the creator's certificate, that the certificate was issued by the MSP's
-  CA, that s <= n/2 (Fabric's low-S rule) and that tx id = sha256(nonce + creator);
-- runs the chaincode (the real contract by default) on a simulation of the world state,
-  returns Fabric's error shapes (status codes, messages and gateway.ErrorDetail details),
-  assembles the prepared transaction as the gateway does (Payload -> Transaction ->
-  ChaincodeActionPayload -> ProposalResponsePayload -> ChaincodeAction with an rwset);
-- validates reads at commit (MVCC_READ_CONFLICT / PHANTOM_READ_CONFLICT) and streams the
-  chaincode events of committed blocks.
-The real network is exercised in a later issue.
+- Evaluate runs the proposal on one peer of the gateway's own organization (the proposal
+  carries a transient map, so Fabric's gateway keeps it in its org);
+- Endorse follows the gateway's plan: the proposal first runs on its own org's peer, then
+  on the peers of a layout that satisfies the channel's MAJORITY endorsement policy (layouts
+  with its own org first, others in the channel's order); a peer that fails or whose
+  ProposalResponsePayload differs from the first ("ProposalResponsePayloads do not match")
+  drops every layout that needs its org; when no layout is left it fails ABORTED with one
+  ErrorDetail per peer, when discovery knows too few live peers FAILED_PRECONDITION, and
+  with endorsing organizations named (by the request, or a test's `endorsing_orgs`) it asks
+  exactly those, and fails UNAVAILABLE for an org without a peer;
+- Submit checks the client's signature like the orderer, then `fabric_committer_double`
+  validates (creator, proposal hash, the endorsement policy on the endorsements carried:
+  signatures and peer certificates, then MVCC) and commits;
+- CommitStatus waits for the transaction's validation code; ChaincodeEvents streams the
+  events of valid transactions block by block. Errors carry Fabric's status codes, messages
+  and gateway.ErrorDetail details.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Callable, Sequence
+import itertools
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 import grpc
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
-from fabric_protos.ledger.rwset import rwset_pb2
-from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
-from fabric_protos.msp import identities_pb2
-from fabric_protos.peer import (
-    chaincode_event_pb2,
-    chaincode_pb2,
-    proposal_pb2,
-    proposal_response_pb2,
-    transaction_pb2,
-)
+from fabric_protos.peer import chaincode_event_pb2, proposal_response_pb2, transaction_pb2
 
-from dshare_chaincode.errors import ContractError
-from dshare_chaincode.stub import Creator
 from dshare_hub.ledger.fabric_errors import STATUS_DETAILS_KEY, encode_status
-from dshare_hub.ledger.fabric_proposal import P256_HALF_ORDER, serialize_identity, sign_p256
 
+from .fabric_committer_double import Committed, majority, validate_and_commit
+from .fabric_msp import ChannelMsps, IdentityRefused
+from .fabric_peer_double import EndorsingPeer, unpack
 from .fabric_pki import Issued
-from .fabric_world import Simulation, World
+from .fabric_world import World
 
-InvokeFn = Callable[[Any, str, Sequence[str]], bytes]
-
-
-def _real_contract(stub: Any, fn: str, args: Sequence[str]) -> bytes:
-    from dshare_chaincode.contract import invoke
-
-    return invoke(stub, fn, args)
+PAYLOADS_DIFFER = "ProposalResponsePayloads do not match"
 
 
 class Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, details: list[gateway_pb2.ErrorDetail]
+    ) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
+        self.code, self.message, self.details = code, message, details
 
 
-@dataclass
-class Decoded:
-    tx_id: str
-    channel: str
-    chaincode: str
-    fn: str
-    args: list[str]
-    creator: identities_pb2.SerializedIdentity
-    header: common_pb2.Header
-    payload: proposal_pb2.ChaincodeProposalPayload
-    timestamp: Any
+def detail(peer: EndorsingPeer, message: str) -> gateway_pb2.ErrorDetail:
+    return gateway_pb2.ErrorDetail(address=peer.address, msp_id=peer.msp_id, message=message)
+
+
+def response_status(
+    response: proposal_response_pb2.ProposalResponse | None, error: str | None
+) -> tuple[grpc.StatusCode, str]:
+    """The gateway's reading of a ProcessProposal outcome (its responseStatus)."""
+    if error is not None:
+        return (
+            grpc.StatusCode.UNAVAILABLE if response is None else grpc.StatusCode.FAILED_PRECONDITION
+        ), error
+    assert response is not None
+    status = response.response.status
+    if status < 200 or status >= 400:
+        if not response.payload and status == 500:
+            return grpc.StatusCode.ABORTED, response.response.message
+        return grpc.StatusCode.UNKNOWN, f"chaincode response {status}, {response.response.message}"
+    return grpc.StatusCode.OK, ""
 
 
 @dataclass
 class GatewayDouble(gateway_pb2_grpc.GatewayServicer):
     channel: str
     chaincode: str
-    msp_cas: dict[str, bytes]  # MSP id -> CA certificate PEM
-    peer: Issued
-    peer_msp: str
-    address: str = "peer0.uis.example.com:7051"
-    invoke: InvokeFn = _real_contract
-    world: World = field(default_factory=World)
-    # Endorse answers only once this many endorsements are simulated: lets two concurrent
+    msps: ChannelMsps
+    peers: dict[str, EndorsingPeer]  # MSP id -> that organization's peer, channel order
+    local_msp: str  # the organization whose peer hosts this gateway
+    world: World
+    # Endorse answers only once this many endorsements are collected: lets two concurrent
     # submits read the same state, as racing clients do on a real network.
     endorse_together: int = 1
+    # Ask exactly these organizations' peers, as a client naming endorsing_organizations
+    # does (it then answers for the policy itself; the validators still check it).
+    endorsing_orgs: list[str] | None = None
     force_commit_code: int | None = None
     fail_submit: tuple[grpc.StatusCode, str] | None = None
-    verified_signatures: int = 0
     requests: list[str] = field(default_factory=list)
-    pending: dict[str, tuple[Simulation, bytes]] = field(default_factory=dict)
-    statuses: dict[str, tuple[int, int]] = field(default_factory=dict)
+    committed: dict[str, Committed] = field(default_factory=dict)
     blocks: list[tuple[int, list[chaincode_event_pb2.ChaincodeEvent]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._changed = asyncio.Condition()
         self._endorsing: list[asyncio.Future[None]] = []
+        # Set once a ChaincodeEvents subscription has fixed its start block.
+        self.subscribed = asyncio.Event()
 
-    # -- checks ------------------------------------------------------------------------
+    @property
+    def local_peer(self) -> EndorsingPeer:
+        return self.peers[self.local_msp]
 
-    def verify(self, identity: bytes, data: bytes, signature: bytes) -> None:
-        ident = identities_pb2.SerializedIdentity.FromString(identity)
-        ca_pem = self.msp_cas.get(ident.mspid)
-        if ca_pem is None:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"unknown MSP {ident.mspid!r}")
-        cert = x509.load_pem_x509_certificate(ident.id_bytes)
-        ca = x509.load_pem_x509_certificate(ca_pem)
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
-            raise Refused(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"creator certificate is not issued by {ident.mspid}'s CA",
-            ) from None
-        public_key = cert.public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
-        try:
-            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            raise Refused(
-                grpc.StatusCode.PERMISSION_DENIED, "signature verification failed"
-            ) from None
-        if decode_dss_signature(signature)[1] > P256_HALF_ORDER:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED, "signature is not in low-S form")
-        self.verified_signatures += 1
+    @property
+    def statuses(self) -> dict[str, tuple[int, int]]:
+        """tx id -> (validation code, block number)."""
+        return {tx: (c.code, c.block) for tx, c in self.committed.items()}
 
-    def decode(self, signed: proposal_pb2.SignedProposal) -> Decoded:
+    def set_clocks(self, now: datetime) -> None:
+        """Every peer's clock reads `now` (tests move time; nothing sleeps)."""
+        for peer in self.peers.values():
+            peer.clock = lambda now=now: now
+
+    async def _abort(self, context: Any, refused: Refused) -> None:
+        status = encode_status(refused.code, refused.message, refused.details)
+        await context.abort(
+            refused.code, refused.message, trailing_metadata=((STATUS_DETAILS_KEY, status),)
+        )
+
+    def _check_request(self, signed: Any) -> None:
         if not signed.proposal_bytes:
             raise Refused(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "the proposed transaction must contain a signed proposal",
+                [],
             )
-        proposal = proposal_pb2.Proposal.FromString(signed.proposal_bytes)
-        header = common_pb2.Header.FromString(proposal.header)
-        channel_header = common_pb2.ChannelHeader.FromString(header.channel_header)
-        signature_header = common_pb2.SignatureHeader.FromString(header.signature_header)
-        creator = identities_pb2.SerializedIdentity.FromString(signature_header.creator)
-        if channel_header.type != common_pb2.ENDORSER_TRANSACTION:
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "not an endorser transaction")
-        expected = hashlib.sha256(signature_header.nonce + signature_header.creator).hexdigest()
-        if channel_header.tx_id != expected:
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "incorrectly formed transaction id")
-        if channel_header.channel_id != self.channel:
-            raise Refused(
-                grpc.StatusCode.NOT_FOUND, f"channel '{channel_header.channel_id}' not found"
-            )
-        self.verify(signature_header.creator, signed.proposal_bytes, signed.signature)
-        payload = proposal_pb2.ChaincodeProposalPayload.FromString(proposal.payload)
-        spec = chaincode_pb2.ChaincodeInvocationSpec.FromString(payload.input).chaincode_spec
-        if spec.chaincode_id.name != self.chaincode:
-            raise Refused(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"chaincode '{spec.chaincode_id.name}' is not deployed",
-            )
-        args = [a.decode() for a in spec.input.args]
-        return Decoded(
-            tx_id=channel_header.tx_id,
-            channel=channel_header.channel_id,
-            chaincode=spec.chaincode_id.name,
-            fn=args[0],
-            args=args[1:],
-            creator=creator,
-            header=header,
-            payload=payload,
-            timestamp=channel_header.timestamp.ToDatetime(tzinfo=UTC),
-        )
-
-    def simulate(self, decoded: Decoded) -> tuple[Simulation, bytes | None, str | None]:
-        sim = Simulation(
-            world=self.world,
-            tx_id=decoded.tx_id,
-            timestamp=decoded.timestamp,
-            creator=Creator(decoded.creator.mspid, decoded.creator.id_bytes.decode()),
-            transient={k: bytes(v) for k, v in decoded.payload.TransientMap.items()},
-        )
         try:
-            return sim, self.invoke(sim, decoded.fn, decoded.args), None
-        except ContractError as exc:
-            return sim, None, exc.to_wire()
+            unpack(signed)
+        except ValueError as exc:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"failed to unpack transaction proposal: {exc}",
+                [],
+            ) from None
 
-    async def _abort(
-        self, context: Any, code: grpc.StatusCode, message: str, peer_message: str | None = None
-    ) -> None:
-        details = []
-        if peer_message is not None:
-            details.append(
-                gateway_pb2.ErrorDetail(
-                    address=self.address, msp_id=self.peer_msp, message=peer_message
-                )
-            )
-        await context.abort(
-            code,
-            message,
-            trailing_metadata=((STATUS_DETAILS_KEY, encode_status(code, message, details)),),
-        )
-
-    # -- the Gateway service ------------------------------------------------------------
+    # -- Evaluate -----------------------------------------------------------------------
 
     async def Evaluate(self, request: Any, context: Any) -> Any:
         self.requests.append("Evaluate")
         try:
-            decoded = self.decode(request.proposed_transaction)
+            self._check_request(request.proposed_transaction)
+            peer = self.local_peer
+            response, error = peer.process_proposal(request.proposed_transaction)
+            code, message = response_status(response, error)
+            if code != grpc.StatusCode.OK:
+                # Fabric retries UNAVAILABLE and ABORTED on another peer of the target orgs;
+                # a query with a transient map may only use the gateway's org, one peer here.
+                retried = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED)
+                text = (
+                    "failed to evaluate transaction, see attached details for more info"
+                    if retried
+                    else f"evaluate call to endorser returned error: {message}"
+                )
+                raise Refused(code, text, [detail(peer, message)])
         except Refused as exc:
-            await self._abort(context, exc.code, exc.message)
-        _, result, error = self.simulate(decoded)
-        if error is not None:
-            message = f"chaincode response 500, {error}"
-            await self._abort(
-                context,
-                grpc.StatusCode.UNKNOWN,
-                f"evaluate call to endorser returned error: {message}",
-                message,
-            )
+            await self._abort(context, exc)
+        assert response is not None
+        result = transaction_result(response.payload)
         return gateway_pb2.EvaluateResponse(
-            result=proposal_response_pb2.Response(status=200, payload=result)
+            result=proposal_response_pb2.Response(
+                status=response.response.status, message=response.response.message, payload=result
+            )
         )
+
+    # -- Endorse ------------------------------------------------------------------------
 
     async def Endorse(self, request: Any, context: Any) -> Any:
         self.requests.append("Endorse")
         try:
-            decoded = self.decode(request.proposed_transaction)
+            self._check_request(request.proposed_transaction)
+            named = list(request.endorsing_organizations) or self.endorsing_orgs
+            signed = request.proposed_transaction
+            if named:
+                endorsements, payload = self._endorse_by(named, signed)
+            else:
+                endorsements, payload = self._endorse_by_policy(signed)
         except Refused as exc:
-            await self._abort(context, exc.code, exc.message)
-        sim, result, error = self.simulate(decoded)
+            await self._wait_for_partners()
+            await self._abort(context, exc)
         await self._wait_for_partners()
-        if error is not None:
-            await self._abort(
-                context,
+        return gateway_pb2.EndorseResponse(
+            prepared_transaction=prepare_transaction(signed, payload, endorsements)
+        )
+
+    def _live(self) -> list[str]:
+        return [msp for msp, peer in self.peers.items() if peer.in_discovery]
+
+    def _endorse_by(
+        self, orgs: list[str], signed: Any
+    ) -> tuple[list[proposal_response_pb2.Endorsement], bytes]:
+        """Fabric's planForOrgs: one peer of each named organization, all required."""
+        missing = [org for org in orgs if org not in self._live()]
+        if missing:
+            raise Refused(
+                grpc.StatusCode.UNAVAILABLE,
+                f"failed to find any endorsing peers for org(s): {', '.join(missing)}",
+                [],
+            )
+        endorsements, payload, details = [], b"", []
+        for org in orgs:
+            peer = self.peers[org]
+            response, error = peer.process_proposal(signed)
+            code, message = response_status(response, error)
+            if code == grpc.StatusCode.OK and payload and response.payload != payload:
+                code, message = grpc.StatusCode.ABORTED, PAYLOADS_DIFFER
+            if code != grpc.StatusCode.OK:
+                details.append(detail(peer, message))
+                continue
+            assert response is not None
+            payload = payload or bytes(response.payload)
+            endorsements.append(response.endorsement)
+        if details:
+            raise Refused(
+                grpc.StatusCode.ABORTED,
+                "failed to collect enough transaction endorsements, see attached details for "
+                "more info",
+                details,
+            )
+        return endorsements, payload
+
+    def _endorse_by_policy(
+        self, signed: Any
+    ) -> tuple[list[proposal_response_pb2.Endorsement], bytes]:
+        """Fabric's planFromFirstEndorser, then the plan's layouts (see module docstring)."""
+        first = self.local_peer
+        response, error = first.process_proposal(signed)
+        code, message = response_status(response, error)
+        if code != grpc.StatusCode.OK:
+            raise Refused(
                 grpc.StatusCode.ABORTED,
                 "failed to endorse transaction, see attached details for more info",
-                f"chaincode response 500, {error}",
+                [detail(first, message)],
             )
-        prepared = self._prepare(decoded, sim, result or b"")
-        self.pending[decoded.tx_id] = (sim, prepared.payload)
-        return gateway_pb2.EndorseResponse(prepared_transaction=prepared)
+        assert response is not None
+        reference = bytes(response.payload)
+        endorsed = {first.msp_id: response.endorsement}
+        live, orgs = self._live(), self.msps.organizations
+        need = majority(len(orgs))
+        layouts = [set(c) for c in itertools.combinations(orgs, need) if set(c) <= set(live)]
+        layouts.sort(key=lambda layout: first.msp_id not in layout)  # stable: own org first
+        if not layouts:
+            raise Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no combination of peers can be derived which satisfy the endorsement "
+                "policy: no peer combination can satisfy the endorsement policy",
+                [],
+            )
+        failed: set[str] = set()
+        details: list[gateway_pb2.ErrorDetail] = []
+        for layout in layouts:
+            if layout & failed:
+                continue
+            for org in [o for o in orgs if o in layout and o not in endorsed]:
+                peer = self.peers[org]
+                answer, error = peer.process_proposal(signed)
+                code, message = response_status(answer, error)
+                if code == grpc.StatusCode.OK and answer is not None:
+                    if answer.payload == reference:
+                        endorsed[org] = answer.endorsement
+                        continue
+                    message = PAYLOADS_DIFFER
+                details.append(detail(peer, message))
+                failed.add(org)
+                break
+            if layout <= set(endorsed):
+                return [endorsed[o] for o in orgs if o in layout], reference
+        raise Refused(
+            grpc.StatusCode.ABORTED,
+            "failed to collect enough transaction endorsements, see attached details for more info",
+            details,
+        )
 
     async def _wait_for_partners(self) -> None:
         if self.endorse_together <= 1:
@@ -255,138 +288,85 @@ class GatewayDouble(gateway_pb2_grpc.GatewayServicer):
             self._endorsing = []
         await me
 
-    def _prepare(self, decoded: Decoded, sim: Simulation, result: bytes) -> common_pb2.Envelope:
-        kv = kv_rwset_pb2.KVRWSet(
-            reads=[
-                kv_rwset_pb2.KVRead(
-                    key=k,
-                    version=kv_rwset_pb2.Version(block_num=v[0], tx_num=v[1]) if v else None,
-                )
-                for k, v in sorted(sim.reads.items())
-            ],
-            writes=[
-                kv_rwset_pb2.KVWrite(key=k, is_delete=v is None, value=v or b"")
-                for k, v in sorted(sim.writes.items())
-            ],
-        )
-        rwset = rwset_pb2.TxReadWriteSet(
-            data_model=rwset_pb2.TxReadWriteSet.KV,
-            ns_rwset=[
-                rwset_pb2.NsReadWriteSet(namespace=self.chaincode, rwset=kv.SerializeToString())
-            ],
-        )
-        action = proposal_pb2.ChaincodeAction(
-            results=rwset.SerializeToString(),
-            response=proposal_response_pb2.Response(status=200, payload=result),
-            chaincode_id=chaincode_pb2.ChaincodeID(name=self.chaincode),
-        )
-        if sim.event is not None:
-            action.events = chaincode_event_pb2.ChaincodeEvent(
-                chaincode_id=self.chaincode,
-                tx_id=decoded.tx_id,
-                event_name=sim.event[0],
-                payload=sim.event[1],
-            ).SerializeToString()
-        # What the gateway orders carries the proposal's input but never its transient map.
-        public_payload = proposal_pb2.ChaincodeProposalPayload(input=decoded.payload.input)
-        response_payload = proposal_response_pb2.ProposalResponsePayload(
-            proposal_hash=hashlib.sha256(
-                decoded.header.SerializeToString() + public_payload.SerializeToString()
-            ).digest(),
-            extension=action.SerializeToString(),
-        ).SerializeToString()
-        endorser = serialize_identity(self.peer_msp, self.peer.cert_pem)
-        endorsement = proposal_response_pb2.Endorsement(
-            endorser=endorser, signature=sign_p256(self.peer.key, response_payload + endorser)
-        )
-        action_payload = transaction_pb2.ChaincodeActionPayload(
-            chaincode_proposal_payload=public_payload.SerializeToString(),
-            action=transaction_pb2.ChaincodeEndorsedAction(
-                proposal_response_payload=response_payload, endorsements=[endorsement]
-            ),
-        )
-        transaction = transaction_pb2.Transaction(
-            actions=[
-                transaction_pb2.TransactionAction(
-                    header=decoded.header.signature_header,
-                    payload=action_payload.SerializeToString(),
-                )
-            ]
-        )
-        payload = common_pb2.Payload(header=decoded.header, data=transaction.SerializeToString())
-        return common_pb2.Envelope(payload=payload.SerializeToString())
+    # -- Submit, CommitStatus, ChaincodeEvents ------------------------------------------
 
     async def Submit(self, request: Any, context: Any) -> Any:
         self.requests.append("Submit")
         envelope = request.prepared_transaction
         if not envelope.signature:
             await self._abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "prepared transaction must be signed"
+                context,
+                Refused(
+                    grpc.StatusCode.INVALID_ARGUMENT, "prepared transaction must be signed", []
+                ),
             )
         if self.fail_submit is not None:
             code, message = self.fail_submit
+            peer = self.local_peer
             await self._abort(
-                context, code, message, f"rpc error: code = {code.name} desc = {message}"
+                context,
+                Refused(
+                    code, message, [detail(peer, f"rpc error: code = {code.name} desc = {message}")]
+                ),
             )
         payload = common_pb2.Payload.FromString(envelope.payload)
         creator = common_pb2.SignatureHeader.FromString(payload.header.signature_header).creator
-        try:
-            self.verify(creator, envelope.payload, envelope.signature)
-        except Refused as exc:
+        try:  # the orderer admits only transactions its channel's Writers signed
+            self.msps.verify(creator, envelope.payload, envelope.signature, what="submission")
+        except IdentityRefused:
             await self._abort(
                 context,
-                grpc.StatusCode.ABORTED,
-                "received unsuccessful response from orderer: BAD_REQUEST",
-                exc.message,
+                Refused(
+                    grpc.StatusCode.ABORTED,
+                    "received unsuccessful response from orderer: status=FORBIDDEN, info=implicit "
+                    "policy evaluation failed - 0 sub-policies were satisfied, but this policy "
+                    "requires 1 of the 'Writers' sub-policies to be satisfied: permission denied",
+                    [],
+                ),
             )
-        tx_id = common_pb2.ChannelHeader.FromString(payload.header.channel_header).tx_id
-        sim, endorsed_payload = self.pending.pop(tx_id, (None, b""))
-        if sim is None or endorsed_payload != envelope.payload:
-            await self._abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown transaction {tx_id}"
-            )
-        assert sim is not None
-        code, block = self.world.commit(sim)
+        result = validate_and_commit(
+            envelope, msps=self.msps, world=self.world, chaincode=self.chaincode
+        )
         if self.force_commit_code is not None:
-            code = self.force_commit_code
-        self.statuses[tx_id] = (code, block)
+            result.code = self.force_commit_code
+        self.committed[result.tx_id] = result
         events = []
-        if code == transaction_pb2.VALID and sim.event is not None:
-            events.append(
-                chaincode_event_pb2.ChaincodeEvent(
-                    chaincode_id=self.chaincode,
-                    tx_id=tx_id,
-                    event_name=sim.event[0],
-                    payload=sim.event[1],
-                )
-            )
-        self.blocks.append((block, events))
+        if result.code == transaction_pb2.VALID and result.event is not None:
+            events.append(result.event)
+        self.blocks.append((result.block, events))
         async with self._changed:
             self._changed.notify_all()
         return gateway_pb2.SubmitResponse()
+
+    def _check_signed(self, identity: bytes, data: bytes, signature: bytes, what: str) -> None:
+        try:
+            self.msps.verify(identity, data, signature, what=what)
+        except IdentityRefused as exc:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, exc.reason, []) from None
 
     async def CommitStatus(self, request: Any, context: Any) -> Any:
         self.requests.append("CommitStatus")
         inner = gateway_pb2.CommitStatusRequest.FromString(request.request)
         try:
-            self.verify(inner.identity, request.request, request.signature)
+            self._check_signed(inner.identity, request.request, request.signature, "commit status")
         except Refused as exc:
-            await self._abort(context, exc.code, exc.message)
+            await self._abort(context, exc)
         async with self._changed:
             # Like the real gateway: block until the transaction commits (or the call ends).
-            await self._changed.wait_for(lambda: inner.transaction_id in self.statuses)
-        code, block = self.statuses[inner.transaction_id]
-        return gateway_pb2.CommitStatusResponse(result=code, block_number=block)
+            await self._changed.wait_for(lambda: inner.transaction_id in self.committed)
+        result = self.committed[inner.transaction_id]
+        return gateway_pb2.CommitStatusResponse(result=result.code, block_number=result.block)
 
     async def ChaincodeEvents(self, request: Any, context: Any) -> Any:
         self.requests.append("ChaincodeEvents")
         inner = gateway_pb2.ChaincodeEventsRequest.FromString(request.request)
         try:
-            self.verify(inner.identity, request.request, request.signature)
+            self._check_signed(inner.identity, request.request, request.signature, "events")
         except Refused as exc:
-            await self._abort(context, exc.code, exc.message)
+            await self._abort(context, exc)
         position = inner.start_position
         start = position.specified.number if position.HasField("specified") else self.world.height
+        self.subscribed.set()
         passed = not inner.after_transaction_id
         sent = 0
         while True:
@@ -406,6 +386,69 @@ class GatewayDouble(gateway_pb2_grpc.GatewayServicer):
                         matching.append(event)
                 if matching:
                     yield gateway_pb2.ChaincodeEventsResponse(events=matching, block_number=number)
+
+
+def transaction_result(response_payload: bytes) -> bytes:
+    from fabric_protos.peer import proposal_pb2
+
+    prp = proposal_response_pb2.ProposalResponsePayload.FromString(response_payload)
+    return bytes(proposal_pb2.ChaincodeAction.FromString(prp.extension).response.payload)
+
+
+def prepare_transaction(
+    signed: Any, response_payload: bytes, endorsements: list[proposal_response_pb2.Endorsement]
+) -> common_pb2.Envelope:
+    """The gateway's prepareTransaction: header, the proposal's input without its transient
+    map, the agreed ProposalResponsePayload and the endorsements; the client signs it."""
+    up = unpack(signed)
+    action_payload = transaction_pb2.ChaincodeActionPayload(
+        chaincode_proposal_payload=up.public_payload,
+        action=transaction_pb2.ChaincodeEndorsedAction(
+            proposal_response_payload=response_payload, endorsements=endorsements
+        ),
+    )
+    transaction = transaction_pb2.Transaction(
+        actions=[
+            transaction_pb2.TransactionAction(
+                header=up.header.signature_header, payload=action_payload.SerializeToString()
+            )
+        ]
+    )
+    payload = common_pb2.Payload(header=up.header, data=transaction.SerializeToString())
+    return common_pb2.Envelope(payload=payload.SerializeToString())
+
+
+def channel_of(
+    *,
+    channel: str,
+    chaincode: str,
+    msp_cas: dict[str, bytes],
+    peers: dict[str, tuple[str, Issued]],
+    local_msp: str,
+) -> GatewayDouble:
+    """A gateway on a channel of `msp_cas` members with one peer per org (address, identity),
+    all sharing one committed state."""
+    msps, world = ChannelMsps(dict(msp_cas)), World()
+    endorsing = {
+        msp: EndorsingPeer(
+            msp_id=msp,
+            address=address,
+            identity=identity,
+            msps=msps,
+            world=world,
+            channel=channel,
+            chaincode=chaincode,
+        )
+        for msp, (address, identity) in peers.items()
+    }
+    return GatewayDouble(
+        channel=channel,
+        chaincode=chaincode,
+        msps=msps,
+        peers=endorsing,
+        local_msp=local_msp,
+        world=world,
+    )
 
 
 async def start_gateway(double: GatewayDouble, tls: Issued | None) -> tuple[grpc.aio.Server, str]:

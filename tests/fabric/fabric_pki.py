@@ -1,6 +1,8 @@
 """Throwaway Fabric-style identities for tests: a CA per org, P-256 client and TLS certs.
 
-Everything is generated at test time; nothing secret is committed.
+Enrollment certificates carry their NodeOU role (``peer``, ``client``) as the
+OrganizationalUnit, as Fabric's MSPs with NodeOUs enabled expect. Everything is generated at
+test time; nothing secret is committed.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def _name(cn: str, org: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-        ]
-    )
+def _name(cn: str, org: str, ou: str | None = None) -> x509.Name:
+    attributes = [
+        x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+    ]
+    if ou is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
+    return x509.Name(attributes)
+
+
+def role_of(cert: x509.Certificate) -> str | None:
+    """The NodeOU role (OrganizationalUnit) of an enrollment certificate, if any."""
+    units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(units[0].value) if units else None
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -63,12 +72,12 @@ class CA:
         )
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, cn: str, *, hosts: tuple[str, ...] = ()) -> Issued:
+    def issue(self, cn: str, *, hosts: tuple[str, ...] = (), ou: str | None = None) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn, self.org))
+            .subject_name(_name(cn, self.org, ou))
             .issuer_name(self.name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -1,175 +1,44 @@
 """The chaincode entry point driven in-process with the shim protocol's protobuf messages.
 
-A small TEST DOUBLE plays the peer's side of `Chaincode.Connect` (REGISTERED, READY,
-TRANSACTION, answering GET_STATE/PUT_STATE/range/history requests from a `World`); no peer
-or network is involved.
+A TEST DOUBLE plays the peer's side of `Chaincode.Connect` (`fabric_shim_peer.ShimPeer`:
+REGISTERED, READY, TRANSACTION, answering GET_STATE/PUT_STATE/range/history requests from a
+`World`); no peer or network is involved. `test_ccaas_tls.py` drives the same handler over
+real gRPC with TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fabric_protos.ledger.queryresult import kv_query_result_pb2
-from fabric_protos.peer import chaincode_pb2, chaincode_shim_pb2, proposal_response_pb2
+from fabric_protos.peer import chaincode_shim_pb2, proposal_response_pb2
 
-from dshare_chaincode.ccaas import DShareChaincode, DShareHandler
 from dshare_chaincode.errors import ContractError
-from dshare_hub.ledger.fabric_proposal import Signer, build_proposal, sign_proposal
 
-from .conftest import CHAINCODE, CHANNEL, Pki
+from .conftest import Pki
+from .fabric_shim_peer import CHANNEL, WHEN, ShimPeer, connect, finish, real_invoke, transaction
 from .fabric_world import World
 
 Msg = chaincode_shim_pb2.ChaincodeMessage
 pytestmark = pytest.mark.asyncio
-PAGE = 2  # small pages so range scans exercise QUERY_STATE_NEXT
 
 
-class PeerDouble:
-    """The peer's end of the chaincode stream, answering from an in-memory world."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.to_chaincode: asyncio.Queue[Any] = asyncio.Queue()
-        self.from_chaincode: asyncio.Queue[Any] = asyncio.Queue()
-        self.seen: list[str] = []
-        self.queries: dict[str, list[bytes]] = {}
-        self.refuse: set[int] = set()
-
-    async def write(self, msg: Any) -> None:  # the servicer context the handler writes to
-        await self.from_chaincode.put(msg)
-
-    async def stream(self) -> AsyncIterator[Any]:
-        while True:
-            msg = await self.to_chaincode.get()
-            if msg is None:
-                return
-            yield msg
-
-    def _page(self, qid: str) -> bytes:
-        rows = self.queries[qid]
-        page, self.queries[qid] = rows[:PAGE], rows[PAGE:]
-        return chaincode_shim_pb2.QueryResponse(
-            results=[chaincode_shim_pb2.QueryResultBytes(resultBytes=r) for r in page],
-            has_more=bool(self.queries[qid]),
-            id=qid,
-        ).SerializeToString()
-
-    def answer(self, msg: Any) -> bytes:
-        if msg.type == Msg.GET_STATE:
-            key = chaincode_shim_pb2.GetState.FromString(msg.payload).key
-            entry = self.world.state.get(key)
-            return entry[0] if entry else b""
-        if msg.type == Msg.PUT_STATE:
-            put = chaincode_shim_pb2.PutState.FromString(msg.payload)
-            self.world.state[put.key] = (put.value, (9, 0))
-            return b""
-        if msg.type == Msg.DEL_STATE:
-            self.world.state.pop(chaincode_shim_pb2.DelState.FromString(msg.payload).key, None)
-            return b""
-        if msg.type == Msg.GET_STATE_BY_RANGE:
-            req = chaincode_shim_pb2.GetStateByRange.FromString(msg.payload)
-            qid = f"q{len(self.queries)}"
-            self.queries[qid] = [
-                kv_query_result_pb2.KV(namespace=CHAINCODE, key=k, value=v).SerializeToString()
-                for k, v, _ in self.world.scan(req.startKey, req.endKey)
-            ]
-            return self._page(qid)
-        if msg.type == Msg.GET_HISTORY_FOR_KEY:
-            key = chaincode_shim_pb2.GetHistoryForKey.FromString(msg.payload).key
-            qid = f"q{len(self.queries)}"
-            rows = []
-            for entry in reversed(self.world.history.get(key, [])):  # Fabric: newest first
-                mod = kv_query_result_pb2.KeyModification(
-                    tx_id=entry.tx_id, value=entry.value or b"", is_delete=entry.is_delete
-                )
-                mod.timestamp.FromDatetime(entry.timestamp.replace(tzinfo=None))
-                rows.append(mod.SerializeToString())
-            self.queries[qid] = rows
-            return self._page(qid)
-        if msg.type == Msg.QUERY_STATE_NEXT:
-            return self._page(chaincode_shim_pb2.QueryStateNext.FromString(msg.payload).id)
-        if msg.type == Msg.QUERY_STATE_CLOSE:
-            return b""
-        raise AssertionError(f"unexpected message {Msg.Type.Name(msg.type)}")
-
-    async def run_transaction(self, tx: Any) -> Any:
-        """Send one TRANSACTION and serve its requests until COMPLETED; returns COMPLETED."""
-        await self.to_chaincode.put(tx)
-        while True:
-            msg = await asyncio.wait_for(self.from_chaincode.get(), timeout=10)
-            self.seen.append(Msg.Type.Name(msg.type))
-            if msg.type == Msg.COMPLETED:
-                return msg
-            assert (msg.txid, msg.channel_id) == (tx.txid, tx.channel_id)
-            if msg.type in self.refuse:
-                reply = Msg(
-                    type=Msg.ERROR,
-                    payload=b"access denied",
-                    txid=msg.txid,
-                    channel_id=msg.channel_id,
-                )
-            else:
-                reply = Msg(
-                    type=Msg.RESPONSE,
-                    payload=self.answer(msg),
-                    txid=msg.txid,
-                    channel_id=msg.channel_id,
-                )
-            await self.to_chaincode.put(reply)
-
-
-async def connect(peer: PeerDouble, invoke: Any) -> asyncio.Task[Any]:
-    handler = DShareHandler(f"{CHAINCODE}_1.0:abc", DShareChaincode(), invoke=invoke)
-    task = asyncio.ensure_future(handler.chat_with_peer(peer.stream(), peer))
-    register = await asyncio.wait_for(peer.from_chaincode.get(), timeout=10)
-    assert register.type == Msg.REGISTER
-    assert chaincode_pb2.ChaincodeID.FromString(register.payload).name == f"{CHAINCODE}_1.0:abc"
-    await peer.to_chaincode.put(Msg(type=Msg.REGISTERED))
-    await peer.to_chaincode.put(Msg(type=Msg.READY))
-    return task
-
-
-def transaction(pki: Pki, fn: str, *args: str, actor: str = "alice", msp: str = "UiSMSP") -> Any:
-    client = pki.clients[msp]
-    signer = Signer.from_pem(msp, client.cert_pem, client.key_pem)
-    proposal = build_proposal(
-        channel=CHANNEL,
-        chaincode=CHAINCODE,
-        fn=fn,
-        args=args,
-        creator=signer.creator,
-        transient={"actor": actor.encode()},
-        timestamp=datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
-    )
-    return Msg(
-        type=Msg.TRANSACTION,
-        payload=chaincode_pb2.ChaincodeInput(
-            args=[a.encode() for a in (fn, *args)]
-        ).SerializeToString(),
-        txid=proposal.tx_id,
-        channel_id=CHANNEL,
-        proposal=sign_proposal(signer, proposal),
-    )
-
-
-async def finish(peer: PeerDouble, task: asyncio.Task[Any]) -> None:
-    await peer.to_chaincode.put(None)
-    await asyncio.wait_for(task, timeout=10)
+def tx(pki: Pki, fn: str, *args: str, msp: str = "UiSMSP", **changes: Any) -> Any:
+    return transaction(pki.clients[msp], fn, *args, msp=msp, **changes)
 
 
 ASSET = {"id": "a1", "name": "Counts", "storage_type": "local", "sealed_storage": "sealed"}
 
 
 async def test_event_set_by_the_contract_is_in_the_completed_message(pki: Pki) -> None:
-    peer = PeerDouble(World())
-    task = await connect(peer, _real_invoke)
-    tx = transaction(pki, "RegisterAsset", json.dumps(ASSET))
-    completed = await peer.run_transaction(tx)
+    peer = ShimPeer(World())
+    task = await connect(peer, real_invoke)
+    sent = tx(pki, "RegisterAsset", json.dumps(ASSET))
+    completed = await peer.run_transaction(sent)
     await finish(peer, task)
 
     response = proposal_response_pb2.Response.FromString(completed.payload)
@@ -177,29 +46,23 @@ async def test_event_set_by_the_contract_is_in_the_completed_message(pki: Pki) -
     assert json.loads(response.payload)["owner_org"] == "UiSMSP"
     assert completed.HasField("chaincode_event")
     assert completed.chaincode_event.event_name == "AssetRegistered"
-    assert completed.chaincode_event.tx_id == tx.txid
+    assert completed.chaincode_event.tx_id == sent.txid
     assert json.loads(completed.chaincode_event.payload) == {
         "by": {"actor": "alice", "org": "UiSMSP"},
         "id": "a1",
         "owner_org": "UiSMSP",
     }
-    assert (completed.txid, completed.channel_id) == (tx.txid, CHANNEL)
+    assert (completed.txid, completed.channel_id) == (sent.txid, CHANNEL)
     assert peer.seen[0] == "GET_STATE" and "PUT_STATE" in peer.seen
-
-
-def _real_invoke(stub: Any, fn: str, args: Sequence[str]) -> bytes:
-    from dshare_chaincode.contract import invoke
-
-    return invoke(stub, fn, args)
 
 
 async def test_contract_refusal_is_a_500_with_code_and_message_and_no_event(pki: Pki) -> None:
     world = World()
-    peer = PeerDouble(world)
-    task = await connect(peer, _real_invoke)
-    await peer.run_transaction(transaction(pki, "RegisterAsset", json.dumps(ASSET)))
+    peer = ShimPeer(world)
+    task = await connect(peer, real_invoke)
+    await peer.run_transaction(tx(pki, "RegisterAsset", json.dumps(ASSET)))
     completed = await peer.run_transaction(
-        transaction(pki, "RetireAsset", "a1", msp="UiOMSP", actor="mallory")
+        tx(pki, "RetireAsset", "a1", msp="UiOMSP", actor="mallory")
     )
     await finish(peer, task)
     response = proposal_response_pb2.Response.FromString(completed.payload)
@@ -245,10 +108,10 @@ async def test_stub_adapter_covers_the_protocol(pki: Pki) -> None:
         HistoryEntry("tx-del", when, True, None),
         HistoryEntry("tx-new", when, False, b"v-k1"),
     ]
-    peer = PeerDouble(world)
+    peer = ShimPeer(world)
     task = await connect(peer, _probe)
-    tx = transaction(pki, "Probe", "x", "y", actor="bob")
-    completed = await peer.run_transaction(tx)
+    sent = tx(pki, "Probe", "x", "y", actor="bob")
+    completed = await peer.run_transaction(sent)
     await finish(peer, task)
 
     response = proposal_response_pb2.Response.FromString(completed.payload)
@@ -257,7 +120,7 @@ async def test_stub_adapter_covers_the_protocol(pki: Pki) -> None:
     assert seen == {
         "fn": "Probe",
         "args": ["x", "y"],
-        "tx_id": tx.txid,
+        "tx_id": sent.txid,
         "timestamp": "2026-05-01T12:00:00.123456+00:00",
         "creator": "UiSMSP",
         "cert_is_pem": True,
@@ -277,10 +140,10 @@ async def test_stub_adapter_covers_the_protocol(pki: Pki) -> None:
 
 
 async def test_peer_refusing_a_request_fails_the_transaction_cleanly(pki: Pki) -> None:
-    peer = PeerDouble(World())
+    peer = ShimPeer(World())
     peer.refuse.add(Msg.GET_STATE)
-    task = await connect(peer, _real_invoke)
-    completed = await peer.run_transaction(transaction(pki, "GetAsset", "a1"))
+    task = await connect(peer, real_invoke)
+    completed = await peer.run_transaction(tx(pki, "GetAsset", "a1"))
     await finish(peer, task)
     response = proposal_response_pb2.Response.FromString(completed.payload)
     assert response.status == 500
@@ -292,9 +155,9 @@ async def test_a_crashing_contract_reports_without_leaking_details(pki: Pki) -> 
     def crash(stub: Any, fn: str, args: Sequence[str]) -> bytes:
         raise RuntimeError("secret-storage-key=abc123")
 
-    peer = PeerDouble(World())
+    peer = ShimPeer(World())
     task = await connect(peer, crash)
-    completed = await peer.run_transaction(transaction(pki, "GetAsset", "a1"))
+    completed = await peer.run_transaction(tx(pki, "GetAsset", "a1"))
     await finish(peer, task)
     response = proposal_response_pb2.Response.FromString(completed.payload)
     assert response.status == 500
@@ -305,9 +168,9 @@ async def test_contract_error_wire_form_is_exact(pki: Pki) -> None:
     def refuse(stub: Any, fn: str, args: Sequence[str]) -> bytes:
         raise ContractError("LEASE_EXPIRED", "lease 'L-1' expired at 2026-01-01T00:00:00Z")
 
-    peer = PeerDouble(World())
+    peer = ShimPeer(World())
     task = await connect(peer, refuse)
-    completed = await peer.run_transaction(transaction(pki, "FinishRun", "r"))
+    completed = await peer.run_transaction(tx(pki, "FinishRun", "r"))
     await finish(peer, task)
     response = proposal_response_pb2.Response.FromString(completed.payload)
     assert (response.status, response.message) == (
@@ -317,9 +180,87 @@ async def test_contract_error_wire_form_is_exact(pki: Pki) -> None:
 
 
 async def test_keepalive_is_echoed(pki: Pki) -> None:
-    peer = PeerDouble(World())
-    task = await connect(peer, _real_invoke)
+    peer = ShimPeer(World())
+    task = await connect(peer, real_invoke)
     await peer.to_chaincode.put(Msg(type=Msg.KEEPALIVE, txid="ka"))
     echoed = await asyncio.wait_for(peer.from_chaincode.get(), timeout=10)
     await finish(peer, task)
     assert (echoed.type, echoed.txid) == (Msg.KEEPALIVE, "ka")
+
+
+# -- the clock rule (dshare_chaincode.clock), applied before the contract runs ---------------
+
+
+def _counting() -> tuple[list[str], Any]:
+    ran: list[str] = []
+
+    def invoke(stub: Any, fn: str, args: Sequence[str]) -> bytes:
+        ran.append(fn)
+        return real_invoke(stub, fn, args)
+
+    return ran, invoke
+
+
+def skew_message(tx_id: str, stamp: str, offset: str, direction: str) -> str:
+    return (
+        f"CLOCK_SKEW: transaction {tx_id} is timestamped {stamp}, {offset} s {direction} the "
+        "endorsing peer's clock (2026-05-01T12:00:00.123456Z); the peers accept at most 120 s "
+        "(CHAINCODE_MAX_CLOCK_SKEW): check the submitting machine's clock"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shift", "stamp", "offset", "direction"),
+    [
+        (timedelta(minutes=10), "2026-05-01T12:10:00.123456Z", "600", "ahead of"),
+        (timedelta(seconds=-120.5), "2026-05-01T11:57:59.623456Z", "120.5", "behind"),
+    ],
+    ids=["forward-dated", "back-dated"],
+)
+async def test_a_proposal_dated_beyond_the_skew_is_refused_before_the_contract_runs(
+    pki: Pki, shift: timedelta, stamp: str, offset: str, direction: str
+) -> None:
+    ran, invoke = _counting()
+    peer = ShimPeer(World())
+    task = await connect(peer, invoke)  # the machine's clock reads WHEN
+    sent = tx(pki, "RegisterAsset", json.dumps(ASSET), timestamp=WHEN + shift)
+    completed = await peer.run_transaction(sent)
+    await finish(peer, task)
+    response = proposal_response_pb2.Response.FromString(completed.payload)
+    assert (response.status, response.message) == (
+        500,
+        skew_message(sent.txid, stamp, offset, direction),
+    )
+    assert ran == [] and peer.seen == ["COMPLETED"]  # not one ledger request
+    assert not completed.HasField("chaincode_event")
+
+
+@pytest.mark.parametrize("shift", [timedelta(seconds=120), timedelta(seconds=-120)])
+async def test_a_proposal_within_the_skew_is_served(pki: Pki, shift: timedelta) -> None:
+    ran, invoke = _counting()
+    peer = ShimPeer(World())
+    task = await connect(peer, invoke)
+    completed = await peer.run_transaction(
+        tx(pki, "RegisterAsset", json.dumps(ASSET), timestamp=WHEN + shift)
+    )
+    await finish(peer, task)
+    response = proposal_response_pb2.Response.FromString(completed.payload)
+    assert response.status == 200, response.message
+    assert ran == ["RegisterAsset"]
+    # the contract took the proposal's time, not the machine's
+    expected = (WHEN + shift).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert json.loads(response.payload)["created_at"] == expected
+
+
+async def test_queries_are_held_to_the_clock_rule_too(pki: Pki) -> None:
+    ran, invoke = _counting()
+    peer = ShimPeer(World())
+    task = await connect(peer, invoke)
+    sent = tx(pki, "GetAsset", "a1", timestamp=WHEN - timedelta(hours=1))
+    completed = await peer.run_transaction(sent)
+    await finish(peer, task)
+    response = proposal_response_pb2.Response.FromString(completed.payload)
+    assert response.message == skew_message(
+        sent.txid, "2026-05-01T11:00:00.123456Z", "3600", "behind"
+    )
+    assert ran == []

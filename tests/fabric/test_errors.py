@@ -122,11 +122,127 @@ def test_commit_statuses() -> None:
             f"transaction t1 lost to a concurrent transaction on the same records ({name}); "
             "nothing was recorded, reload and try again"
         )
-    err = map_commit_status(transaction_pb2.ENDORSEMENT_POLICY_FAILURE, "t2")
+    err = map_commit_status(transaction_pb2.DUPLICATE_TXID, "t2")
     assert err is not None and err.code == "LEDGER_ERROR"
     assert err.message == (
-        "transaction t2 was ordered but not committed (ENDORSEMENT_POLICY_FAILURE); "
-        "nothing was recorded"
+        "transaction t2 was ordered but not committed (DUPLICATE_TXID); nothing was recorded"
     )
     err = map_commit_status(77, "t3")
     assert err is not None and "(77)" in err.message
+
+
+MEMBERS = ("UiSMSP", "UiOMSP", "UiBMSP")
+
+
+@pytest.mark.parametrize(
+    ("endorsed_by", "members", "message"),
+    [
+        (
+            ["UiSMSP"],
+            MEMBERS,
+            "transaction t4 was endorsed by UiSMSP only; the channel needs MAJORITY (2 of 3: "
+            "UiSMSP, UiOMSP, UiBMSP), so the validating peers marked it "
+            "ENDORSEMENT_POLICY_FAILURE; nothing was recorded",
+        ),
+        (
+            ["UiSMSP"],
+            (),
+            "transaction t4 was endorsed by UiSMSP only; the channel needs a MAJORITY of its "
+            "organizations, so the validating peers marked it ENDORSEMENT_POLICY_FAILURE; "
+            "nothing was recorded",
+        ),
+        (
+            ["UiSMSP", "UiOMSP"],
+            MEMBERS,
+            "transaction t4 carries endorsements of UiSMSP and UiOMSP, but the validating "
+            "peers found they do not satisfy the channel's MAJORITY (2 of 3: UiSMSP, UiOMSP, "
+            "UiBMSP) (ENDORSEMENT_POLICY_FAILURE): an endorsement's signature or peer "
+            "certificate did not verify; nothing was recorded",
+        ),
+        (
+            [],
+            MEMBERS,
+            "transaction t4 carries no endorsement that satisfies the channel's MAJORITY "
+            "(2 of 3: UiSMSP, UiOMSP, UiBMSP) (ENDORSEMENT_POLICY_FAILURE); nothing was "
+            "recorded",
+        ),
+    ],
+)
+def test_endorsement_policy_failure_at_commit_names_the_endorsers(
+    endorsed_by: list[str], members: tuple[str, ...], message: str
+) -> None:
+    err = map_commit_status(
+        transaction_pb2.ENDORSEMENT_POLICY_FAILURE,
+        "t4",
+        endorsed_by=endorsed_by,
+        organizations=members,
+    )
+    assert err is not None
+    assert (err.code, err.key, err.message) == ("ENDORSEMENT_POLICY_FAILURE", "t4", message)
+
+
+COLLECT = "failed to collect enough transaction endorsements, see attached details for more info"
+DOWN = "rpc error: code = Unavailable desc = connection error"
+
+
+def test_too_few_endorsements_name_who_endorsed_and_who_did_not() -> None:
+    error = FakeRpcError(grpc.StatusCode.ABORTED, COLLECT, DOWN, DOWN)
+    mapped = map_rpc_error(
+        error,
+        action="endorse RequestLease",
+        endpoint="peer0.uis:7051",
+        gateway_org="UiSMSP",
+        organizations=MEMBERS,
+    )
+    assert mapped.code == "ENDORSEMENT_POLICY_FAILURE"
+    assert mapped.message == (
+        "could not endorse RequestLease: the transaction was endorsed by UiSMSP only; the "
+        "channel needs MAJORITY (2 of 3: UiSMSP, UiOMSP, UiBMSP). These peers did not endorse "
+        f"it: peer0.uio:7051 (UiOMSP): {DOWN}; peer0.uio:7051 (UiOMSP): {DOWN}. Check that "
+        "they are running and reachable from the gateway at peer0.uis:7051; nothing was "
+        "recorded"
+    )
+
+
+def test_differing_results_are_an_endorsement_mismatch() -> None:
+    differ = "ProposalResponsePayloads do not match"
+    error = FakeRpcError(grpc.StatusCode.ABORTED, COLLECT, differ)
+    mapped = map_rpc_error(
+        error, action="endorse RegisterAsset", endpoint="p:7051", gateway_org="UiSMSP"
+    )
+    assert mapped.code == "ENDORSEMENT_MISMATCH"
+    assert mapped.message == (
+        "could not endorse RegisterAsset: the peers of UiOMSP computed a different result from "
+        "the peer of UiSMSP (ProposalResponsePayloads do not match), so fewer matching "
+        "endorsements were gathered than the channel needs, a MAJORITY of its organizations; "
+        "nothing was recorded. The peers disagree about the ledger's state or the contract is "
+        "not deterministic: report it to the ledger's operators"
+    )
+
+
+def test_no_live_combination_of_peers_is_a_policy_failure() -> None:
+    text = (
+        "no combination of peers can be derived which satisfy the endorsement policy: no "
+        "peer combination can satisfy the endorsement policy"
+    )
+    error = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, text)
+    mapped = map_rpc_error(error, action="endorse X", endpoint="p:7051", organizations=MEMBERS)
+    assert mapped.code == "ENDORSEMENT_POLICY_FAILURE"
+    assert mapped.message == (
+        "could not endorse X: the gateway at p:7051 knows too few running peers to satisfy "
+        "the channel's endorsement policy, MAJORITY (2 of 3: UiSMSP, UiOMSP, UiBMSP) "
+        f"({text}). Check that the other organizations' peers are running; nothing was "
+        "recorded"
+    )
+
+
+def test_named_organizations_without_a_peer_are_a_policy_failure() -> None:
+    text = "failed to find any endorsing peers for org(s): UiBMSP"
+    mapped = map_rpc_error(
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE, text), action="endorse X", endpoint="p:7051"
+    )
+    assert mapped.code == "ENDORSEMENT_POLICY_FAILURE"
+    assert mapped.message == (
+        "could not endorse X: the gateway at p:7051 has no running peer of the organizations "
+        f"asked to endorse ({text}); nothing was recorded"
+    )

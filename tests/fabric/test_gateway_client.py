@@ -1,14 +1,17 @@
 """FabricLedger end to end against the in-process Gateway TEST DOUBLE (see its docstring).
 
-The double runs the real contract, checks every signature and applies Fabric's MVCC
-validation at commit; the real Fabric network is exercised in a later issue.
+The double has three peers (UiS, whose peer hosts the gateway, UiO, UiB) running the real
+contract on one committed state, gathers the MAJORITY endorsement, checks every signature,
+evaluates the endorsement policy and Fabric's MVCC validation at commit. The real Fabric
+network cannot run here (docs/architecture.md, "Fabric path: what the doubles model").
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,7 +21,10 @@ from fabric_protos.peer import transaction_pb2
 from dshare_hub.ledger import LedgerError
 from dshare_hub.ledger.fabric import FabricLedger
 
+from .conftest import Pki
 from .fabric_gateway_double import GatewayDouble
+from .fabric_peer_double import EndorsingPeer, real_contract
+from .fabric_pki import CA
 
 ASSET = {
     "id": "wordcount-uis",
@@ -51,13 +57,28 @@ async def test_submit_then_evaluate_round_trip(
         assert asset["owner_org"] == "UiSMSP"  # the creator's MSP reached the contract
         assert asset["created_by"] == {"org": "UiSMSP", "actor": "alice"}  # transient actor
         assert double.requests == ["Endorse", "Submit", "CommitStatus"]
-        # proposal, prepared transaction and commit-status request, each verified
-        assert double.verified_signatures == 3
+        # endorsed by the gateway's own peer and the first other org's: MAJORITY, 2 of 3
+        tx_id = next(iter(double.committed))
+        assert [p.msp_id for p in double.peers.values() if tx_id in p.executed] == [
+            "UiSMSP",
+            "UiOMSP",
+        ]
+        assert double.statuses[tx_id][0] == transaction_pb2.VALID
+        # each endorsing peer checked the proposal; the orderer and the committer the signed
+        # transaction; the committer both endorsements; the gateway the commit-status request
+        assert double.msps.verified == {
+            "proposal": 2,
+            "submission": 1,
+            "transaction": 1,
+            "endorsement": 2,
+            "commit status": 1,
+        }
 
         fetched = await ledger.evaluate("GetAsset", "wordcount-uis", actor="bob")
         assert fetched["name"] == "Word counts UiS"
         assert fetched["owner_org"] == "UiSMSP"
         assert double.requests[-1] == "Evaluate"
+        assert double.msps.verified["proposal"] == 3  # a query runs on one peer only
     finally:
         await ledger.close()
 
@@ -67,19 +88,22 @@ async def test_actor_travels_in_the_proposal_transient_map(
 ) -> None:
     double, _ = gateway
     ledger = make_ledger()
-    seen: list[bytes] = []
-    original = double._prepare
+    seen: list[tuple[str, bytes]] = []
 
-    def spy(decoded: Any, sim: Any, result: bytes) -> Any:
-        seen.append(decoded.payload.TransientMap["actor"])
-        return original(decoded, sim, result)
+    def spying(peer: EndorsingPeer) -> Any:
+        def invoke(stub: Any, fn: str, args: Sequence[str]) -> bytes:
+            seen.append((peer.msp_id, stub.get_transient()["actor"]))
+            return real_contract(stub, fn, args)
 
-    double._prepare = spy  # type: ignore[method-assign]
+        return invoke
+
+    for peer in double.peers.values():
+        peer.invoke = spying(peer)
     try:
         await ledger.submit("RegisterAsset", json.dumps(ASSET), actor="carol-the-user")
     finally:
         await ledger.close()
-    assert seen == [b"carol-the-user"]
+    assert seen == [("UiSMSP", b"carol-the-user"), ("UiOMSP", b"carol-the-user")]
 
 
 async def test_contract_refusal_on_evaluate_maps_to_its_code(make_ledger: MakeLedger) -> None:
@@ -174,7 +198,7 @@ async def test_invalid_commit_status_is_reported_not_swallowed(
     make_ledger: MakeLedger, gateway: tuple[GatewayDouble, str]
 ) -> None:
     double, _ = gateway
-    double.force_commit_code = transaction_pb2.ENDORSEMENT_POLICY_FAILURE
+    double.force_commit_code = transaction_pb2.INVALID_OTHER_REASON
     ledger = make_ledger()
     try:
         with pytest.raises(LedgerError) as err:
@@ -184,7 +208,7 @@ async def test_invalid_commit_status_is_reported_not_swallowed(
     tx_id = next(iter(double.statuses))
     assert err.value.code == "LEDGER_ERROR"
     assert err.value.message == (
-        f"transaction {tx_id} was ordered but not committed (ENDORSEMENT_POLICY_FAILURE); "
+        f"transaction {tx_id} was ordered but not committed (INVALID_OTHER_REASON); "
         "nothing was recorded"
     )
 
@@ -212,7 +236,7 @@ async def test_identity_unknown_to_the_channel_is_refused(
     make_ledger: MakeLedger, gateway: tuple[GatewayDouble, str]
 ) -> None:
     double, _ = gateway
-    del double.msp_cas["UiOMSP"]
+    del double.msps.cas["UiOMSP"]
     ledger = make_ledger("UiOMSP")
     try:
         with pytest.raises(LedgerError) as err:
@@ -220,9 +244,35 @@ async def test_identity_unknown_to_the_channel_is_refused(
     finally:
         await ledger.close()
     assert err.value.code == "LEDGER_ERROR"
-    assert err.value.message == (
-        "the Fabric gateway refused evaluate GetAsset (PERMISSION_DENIED: unknown MSP 'UiOMSP')"
+    denied = (
+        "error validating proposal: access denied: channel [dshare] creator org unknown, "
+        "creator is malformed"
     )
+    assert err.value.message == (
+        "the Fabric gateway refused evaluate GetAsset (FAILED_PRECONDITION: evaluate call to "
+        f"endorser returned error: {denied} [peer0.uis.example.com:7051 (UiSMSP): {denied}])"
+    )
+
+
+async def test_a_certificate_not_issued_by_its_msp_is_refused(
+    make_ledger: MakeLedger, pki: Pki, gateway: tuple[GatewayDouble, str], tmp_path: Path
+) -> None:
+    double, _ = gateway
+    forged = CA("UiO").issue("admin@uiomsp", ou="client")  # the right name, another CA
+    cert, key = forged.write(tmp_path, "forged")
+    ledger = make_ledger("UiOMSP", cert_path=str(cert), key_path=str(key))
+    try:
+        with pytest.raises(LedgerError) as err:
+            await ledger.submit("RegisterAsset", json.dumps(ASSET), actor="mallory")
+    finally:
+        await ledger.close()
+    assert err.value.message == (
+        "the Fabric gateway refused endorse RegisterAsset (ABORTED: failed to endorse "
+        "transaction, see attached details for more info [peer0.uis.example.com:7051 "
+        "(UiSMSP): error validating proposal: access denied: channel [dshare] creator org "
+        "[UiOMSP]])"
+    )
+    assert double.world.state == {}
 
 
 async def test_unreachable_gateway_is_ledger_unavailable(make_ledger: MakeLedger) -> None:
@@ -297,8 +347,7 @@ async def test_events_without_a_start_block_begin_at_the_next_commit(
         await register(writer, id="before-subscribing")
         stream = ledger.events()
         first = asyncio.ensure_future(anext(stream))
-        while "ChaincodeEvents" not in double.requests:  # subscribed before the next commit
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(double.subscribed.wait(), timeout=10)  # before the next commit
         await register(writer, id="after-subscribing")
         got = await asyncio.wait_for(first, timeout=10)
         await stream.aclose()

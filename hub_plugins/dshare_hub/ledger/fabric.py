@@ -5,13 +5,20 @@ the prepared transaction, submits it to ordering and waits for its commit status
 submit returns only once the transaction is valid on the ledger (or raises why not).
 The user the broker acts for travels in the proposal's transient map under ``actor``; the
 contract decides what of it to record (Fabric never orders the transient map itself).
+
+The connection is TLS unless the profile says ``"plaintext": true`` (a local test peer
+only), which logs a warning each time a connection is opened. The proposal's timestamp is
+this machine's clock (or the `clock` a test gives); the chaincode refuses one too far from
+the endorsing peers' clocks (CLOCK_SKEW, see dshare_chaincode.clock).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from .fabric_proposal import (
     build_proposal,
     chaincode_events_request,
     commit_status_request,
+    endorsing_orgs,
     sign_envelope,
     sign_proposal,
     transaction_result,
@@ -38,6 +46,14 @@ gateway_pb2_grpc: Any = _gateway_pb2_grpc
 
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
 
+LOG = logging.getLogger("dshare_hub.ledger.fabric")
+
+NO_TLS = (
+    "connection profile: field 'tls_root_cert_path' (or tls_root_cert_pem) is required (CA "
+    "certificate of the peer's TLS); only a local test peer may go without TLS, with "
+    '"plaintext": true'
+)
+
 
 class FabricConfigError(ValueError):
     """The connection profile is incomplete or points at unusable files."""
@@ -47,7 +63,9 @@ class FabricConfigError(ValueError):
 class FabricProfile:
     """Where one organization's broker reaches its gateway peer, and as whom.
 
-    `tls_root_cert` None means plaintext gRPC, which only a local test peer should use.
+    `tls_root_cert` is required unless `plaintext` is set, which only a local test peer
+    should use. `channel_organizations` (the channel's MSP ids) is optional: it lets an
+    endorsement failure say how many organizations the channel's MAJORITY needs.
     """
 
     peer_endpoint: str
@@ -60,6 +78,8 @@ class FabricProfile:
     # The name in the peer's TLS certificate when the endpoint address differs (port-forwards,
     # docker-compose service names), like the Fabric samples' `gatewayPeer` override.
     tls_server_name: str | None = None
+    plaintext: bool = False
+    channel_organizations: tuple[str, ...] = ()
     evaluate_timeout_s: float = 10.0
     endorse_timeout_s: float = 30.0
     submit_timeout_s: float = 10.0
@@ -70,8 +90,8 @@ class FabricProfile:
         """Build from a parsed profile (YAML/JSON/traitlets dict); relative paths from base_dir.
 
         Keys: peer_endpoint, msp_id, channel, chaincode, key_path, cert_path or cert_pem,
-        tls_root_cert_path or tls_root_cert_pem (omit both for plaintext), tls_server_name,
-        and optional *_timeout_s.
+        tls_root_cert_path or tls_root_cert_pem (required unless "plaintext": true),
+        tls_server_name, channel_organizations, and optional *_timeout_s.
         """
         base = base_dir or Path.cwd()
         known = {
@@ -85,6 +105,8 @@ class FabricProfile:
             "tls_root_cert_path",
             "tls_root_cert_pem",
             "tls_server_name",
+            "plaintext",
+            "channel_organizations",
             "evaluate_timeout_s",
             "endorse_timeout_s",
             "submit_timeout_s",
@@ -145,9 +167,35 @@ class FabricProfile:
             raise FabricConfigError(
                 "connection profile: field 'tls_server_name' must be a host name"
             )
+        msp_id = text("msp_id", "the organization's MSP id, e.g. UiSMSP")
+        plaintext = data.get("plaintext", False)
+        if not isinstance(plaintext, bool):
+            raise FabricConfigError("connection profile: field 'plaintext' must be true or false")
+        tls_root_cert = pem("tls_root_cert", "CA certificate of the peer's TLS", required=False)
+        if plaintext:
+            tls_fields = ("tls_root_cert_path", "tls_root_cert_pem", "tls_server_name")
+            given = [k for k in tls_fields if data.get(k) is not None]
+            if given:
+                raise FabricConfigError(
+                    f"connection profile: field 'plaintext' is true but {given[0]!r} is set "
+                    "too: remove one of them"
+                )
+        elif tls_root_cert is None:
+            raise FabricConfigError(NO_TLS)
+        members = data.get("channel_organizations", [])
+        if (
+            not isinstance(members, list)
+            or not all(isinstance(m, str) and m for m in members)
+            or len(set(members)) != len(members)
+            or (members and msp_id not in members)
+        ):
+            raise FabricConfigError(
+                "connection profile: field 'channel_organizations' must list the channel's "
+                f"MSP ids once each, {msp_id!r} among them"
+            )
         return cls(
             peer_endpoint=endpoint,
-            msp_id=text("msp_id", "the organization's MSP id, e.g. UiSMSP"),
+            msp_id=msp_id,
             channel=text("channel", "the channel the dshare chaincode is deployed on"),
             chaincode=text("chaincode", "the chaincode name, e.g. dshare"),
             cert_pem=pem(
@@ -155,8 +203,10 @@ class FabricProfile:
             )
             or b"",
             key_path=key_path if key_path.is_absolute() else base / key_path,
-            tls_root_cert=pem("tls_root_cert", "CA certificate of the peer's TLS", required=False),
+            tls_root_cert=tls_root_cert,
             tls_server_name=server_name,
+            plaintext=plaintext,
+            channel_organizations=tuple(members),
             evaluate_timeout_s=seconds("evaluate_timeout_s", 10.0),
             endorse_timeout_s=seconds("endorse_timeout_s", 30.0),
             submit_timeout_s=seconds("submit_timeout_s", 10.0),
@@ -174,10 +224,19 @@ class LedgerEvent:
     payload: bytes
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class FabricLedger(Ledger):
     """The contract on a Fabric channel, as one organization (its MSP identity)."""
 
-    def __init__(self, profile: FabricProfile) -> None:
+    def __init__(
+        self, profile: FabricProfile, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        """`clock` gives the proposals' timestamps (tests set it; never sleep for time)."""
+        if not profile.plaintext and profile.tls_root_cert is None:
+            raise FabricConfigError(NO_TLS)
         try:
             key_pem = profile.key_path.read_bytes()
         except OSError as exc:
@@ -190,18 +249,31 @@ class FabricLedger(Ledger):
         except IdentityError as exc:
             raise FabricConfigError(f"connection profile: {exc}") from None
         self.profile = profile
+        self._clock = clock or _utc_now
         self._channel: grpc.aio.Channel | None = None
         self._gateway: gateway_pb2_grpc.GatewayStub | None = None
 
     @classmethod
-    def from_config(cls, data: Mapping[str, Any], base_dir: Path | None = None) -> FabricLedger:
-        return cls(FabricProfile.from_mapping(data, base_dir))
+    def from_config(
+        cls,
+        data: Mapping[str, Any],
+        base_dir: Path | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> FabricLedger:
+        return cls(FabricProfile.from_mapping(data, base_dir), clock=clock)
 
     def _stub(self) -> gateway_pb2_grpc.GatewayStub:
         # Created on first use so it binds to the running event loop, not the constructor's.
         if self._gateway is None:
             profile = self.profile
-            if profile.tls_root_cert is None:
+            if profile.plaintext:
+                LOG.warning(
+                    'connection profile sets "plaintext": true: the connection to the Fabric '
+                    "gateway at %s is neither encrypted nor authenticated; use TLS for "
+                    "anything but a local test peer",
+                    profile.peer_endpoint,
+                )
                 self._channel = grpc.aio.insecure_channel(profile.peer_endpoint)
             else:
                 options = []
@@ -239,10 +311,17 @@ class FabricLedger(Ledger):
             args=args,
             creator=self._signer.creator,
             transient={"actor": actor.encode()},
+            timestamp=self._clock(),
         )
 
     def _rpc_error(self, exc: grpc.RpcError, action: str) -> LedgerError:
-        return map_rpc_error(exc, action=action, endpoint=self.profile.peer_endpoint)
+        return map_rpc_error(
+            exc,
+            action=action,
+            endpoint=self.profile.peer_endpoint,
+            gateway_org=self.profile.msp_id,
+            organizations=self.profile.channel_organizations,
+        )
 
     @staticmethod
     def _decode(fn: str, payload: bytes) -> Any:
@@ -307,7 +386,12 @@ class FabricLedger(Ledger):
             )
         except grpc.RpcError as exc:
             raise self._rpc_error(exc, f"commit status of {fn} ({proposal.tx_id})") from None
-        refused = map_commit_status(status.result, proposal.tx_id)
+        refused = map_commit_status(
+            status.result,
+            proposal.tx_id,
+            endorsed_by=endorsing_orgs(prepared),
+            organizations=self.profile.channel_organizations,
+        )
         if refused is not None:
             raise refused
         return self._decode(fn, result)

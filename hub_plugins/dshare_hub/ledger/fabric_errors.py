@@ -4,11 +4,20 @@ The chaincode refuses a transaction with the message ``"<CODE>: <message>"``; th
 wraps it (``"chaincode response 500, <CODE>: <message>"``) in a `gateway.ErrorDetail`
 attached to the gRPC status. Parsing the code back out gives the broker the same error the
 embedded ledger raises.
+
+A transaction that does not gather the endorsements the channel's policy needs (MAJORITY
+Endorsement, fabric-network/configtx.yaml) fails in one of the shapes of Fabric's gateway
+(internal/pkg/gateway): ABORTED "failed to collect enough transaction endorsements" with one
+ErrorDetail per peer that did not endorse (unreachable, or "ProposalResponsePayloads do not
+match" when its result differed), FAILED_PRECONDITION when discovery finds no set of live
+peers that could satisfy the policy, UNAVAILABLE when named organizations have no peer; one
+that is ordered anyway is marked ENDORSEMENT_POLICY_FAILURE by the validating peers. Each
+becomes a LedgerError naming who endorsed and what the channel needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -27,6 +36,18 @@ transaction_pb2: Any = _transaction_pb2
 # Codes for failures that are not a contract refusal.
 LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"  # the gateway could not be reached in time
 LEDGER_ERROR = "LEDGER_ERROR"  # the ledger refused or broke for a reason the user cannot fix
+# Too few organizations' peers endorsed the transaction for the channel's endorsement policy.
+ENDORSEMENT_POLICY_FAILURE = "ENDORSEMENT_POLICY_FAILURE"
+# The endorsing peers computed different results (read/write sets, response or event).
+ENDORSEMENT_MISMATCH = "ENDORSEMENT_MISMATCH"
+
+# The channel's endorsement policy, as dshare's channel configuration sets it.
+ENDORSEMENT_RULE = "MAJORITY"
+# What Fabric's gateway says (internal/pkg/gateway) when it gives up collecting endorsements.
+COLLECT_FAILED = "failed to collect enough transaction endorsements"
+PAYLOADS_DIFFER = "ProposalResponsePayloads do not match"
+NO_PEER_COMBINATION = "no combination of peers can be derived which satisfy the endorsement policy"
+NO_ORG_PEERS = "failed to find any endorsing peers for org(s)"
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -95,11 +116,21 @@ def error_details(error: grpc.RpcError) -> list[gateway_pb2.ErrorDetail]:
     return found
 
 
-def map_rpc_error(error: grpc.RpcError, *, action: str, endpoint: str) -> LedgerError:
+def map_rpc_error(
+    error: grpc.RpcError,
+    *,
+    action: str,
+    endpoint: str,
+    gateway_org: str | None = None,
+    organizations: Sequence[str] = (),
+) -> LedgerError:
     """A gateway gRPC error as the LedgerError the broker understands.
 
     The contract's code is taken from the first peer detail that carries one, then from the
-    status message; otherwise the gRPC status decides between unavailable and refused.
+    status message; then the gateway's endorsement failures; otherwise the gRPC status
+    decides between unavailable and refused. `gateway_org` is the MSP of the gateway's own
+    peer (the first to endorse) and `organizations` the channel's members, when known: they
+    only make the messages more precise.
     """
     code_fn = getattr(error, "code", None)
     status = code_fn() if callable(code_fn) else grpc.StatusCode.UNKNOWN
@@ -112,9 +143,12 @@ def map_rpc_error(error: grpc.RpcError, *, action: str, endpoint: str) -> Ledger
         if refused is not None:
             return LedgerError(refused.code, refused.message)
 
-    described = "; ".join(
-        f"{d.address or 'peer'} ({d.msp_id or 'unknown MSP'}): {d.message}" for d in peer_details
+    described = _described(peer_details)
+    policy = _endorsement_error(
+        status, text, peer_details, action, endpoint, gateway_org, organizations
     )
+    if policy is not None:
+        return policy
     reason = text + (f" [{described}]" if described else "")
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return LedgerError(
@@ -127,11 +161,112 @@ def map_rpc_error(error: grpc.RpcError, *, action: str, endpoint: str) -> Ledger
     )
 
 
-def map_commit_status(code: int, tx_id: str) -> LedgerError | None:
-    """None when the transaction committed as valid, else why it was not applied."""
+def names(items: Iterable[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    listed = list(items)
+    if len(listed) <= 1:
+        return "".join(listed)
+    return ", ".join(listed[:-1]) + " and " + listed[-1]
+
+
+def policy_text(organizations: Sequence[str]) -> str:
+    """What the channel's endorsement policy asks for, with the count when the members are
+    known: 'MAJORITY (2 of 3: UiSMSP, UiOMSP, UiBMSP)'."""
+    if not organizations:
+        return f"a {ENDORSEMENT_RULE} of its organizations"
+    need = len(organizations) // 2 + 1
+    return f"{ENDORSEMENT_RULE} ({need} of {len(organizations)}: {', '.join(organizations)})"
+
+
+def _described(details: Sequence[Any]) -> str:
+    return "; ".join(
+        f"{d.address or 'peer'} ({d.msp_id or 'unknown MSP'}): {d.message}" for d in details
+    )
+
+
+def _endorsement_error(
+    status: grpc.StatusCode,
+    text: str,
+    details: Sequence[Any],
+    action: str,
+    endpoint: str,
+    gateway_org: str | None,
+    organizations: Sequence[str],
+) -> LedgerError | None:
+    """The gateway's ways of failing to gather the endorsements the policy needs, or None."""
+    needs = policy_text(organizations)
+    first = gateway_org or "the gateway's organization"
+    if status == grpc.StatusCode.ABORTED and text.startswith(COLLECT_FAILED):
+        differ = [d for d in details if d.message == PAYLOADS_DIFFER]
+        if differ and len(differ) == len(details):
+            return LedgerError(
+                ENDORSEMENT_MISMATCH,
+                f"could not {action}: the peers of {names(d.msp_id for d in differ)} computed "
+                f"a different result from the peer of {first} ({PAYLOADS_DIFFER}), so fewer "
+                f"matching endorsements were gathered than the channel needs, {needs}; nothing "
+                "was recorded. The peers disagree about the ledger's state or the contract is "
+                "not deterministic: report it to the ledger's operators",
+            )
+        return LedgerError(
+            ENDORSEMENT_POLICY_FAILURE,
+            f"could not {action}: the transaction was endorsed by {first} only; the channel "
+            f"needs {needs}. These peers did not endorse it: {_described(details)}. Check "
+            f"that they are running and reachable from the gateway at {endpoint}; nothing "
+            "was recorded",
+        )
+    if status == grpc.StatusCode.FAILED_PRECONDITION and NO_PEER_COMBINATION in text:
+        return LedgerError(
+            ENDORSEMENT_POLICY_FAILURE,
+            f"could not {action}: the gateway at {endpoint} knows too few running peers to "
+            f"satisfy the channel's endorsement policy, {needs} ({text}). Check that the "
+            "other organizations' peers are running; nothing was recorded",
+        )
+    if status == grpc.StatusCode.UNAVAILABLE and text.startswith(NO_ORG_PEERS):
+        return LedgerError(
+            ENDORSEMENT_POLICY_FAILURE,
+            f"could not {action}: the gateway at {endpoint} has no running peer of the "
+            f"organizations asked to endorse ({text}); nothing was recorded",
+        )
+    return None
+
+
+def map_commit_status(
+    code: int,
+    tx_id: str,
+    *,
+    endorsed_by: Sequence[str] = (),
+    organizations: Sequence[str] = (),
+) -> LedgerError | None:
+    """None when the transaction committed as valid, else why it was not applied.
+
+    `endorsed_by` lists the organizations whose endorsements the ordered transaction
+    carried (`fabric_proposal.endorsing_orgs`), for the message of a policy failure.
+    """
     if code == transaction_pb2.VALID:
         return None
     name = transaction_pb2.TxValidationCode.Name(code) if code in _VALIDATION_NAMES else str(code)
+    if code == transaction_pb2.ENDORSEMENT_POLICY_FAILURE:
+        needs = policy_text(organizations)
+        enough = len(organizations) // 2 + 1 if organizations else 2
+        if endorsed_by and len(endorsed_by) < enough:
+            why = (
+                f"was endorsed by {names(endorsed_by)} only; the channel needs {needs}, so "
+                f"the validating peers marked it {name}"
+            )
+        elif endorsed_by:
+            # Enough organizations signed, so some endorsement did not verify.
+            why = (
+                f"carries endorsements of {names(endorsed_by)}, but the validating peers "
+                f"found they do not satisfy the channel's {needs} ({name}): an endorsement's "
+                "signature or peer certificate did not verify"
+            )
+        else:
+            why = f"carries no endorsement that satisfies the channel's {needs} ({name})"
+        return LedgerError(
+            ENDORSEMENT_POLICY_FAILURE,
+            f"transaction {tx_id} {why}; nothing was recorded",
+            key=tx_id,
+        )
     if code in _CONFLICTS:
         return LedgerError(
             LEASE_CONFLICT,

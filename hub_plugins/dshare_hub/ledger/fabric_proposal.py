@@ -212,6 +212,20 @@ def transaction_result(envelope: common_pb2.Envelope) -> bytes:
     return bytes(action.response.payload)
 
 
+def endorsing_orgs(envelope: common_pb2.Envelope) -> list[str]:
+    """The MSP ids of the endorsements a prepared transaction carries, in order, once each."""
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    transaction = transaction_pb2.Transaction.FromString(payload.data)
+    found: list[str] = []
+    for tx_action in transaction.actions:
+        action_payload = transaction_pb2.ChaincodeActionPayload.FromString(tx_action.payload)
+        for endorsement in action_payload.action.endorsements:
+            msp = identities_pb2.SerializedIdentity.FromString(endorsement.endorser).mspid
+            if msp not in found:
+                found.append(msp)
+    return found
+
+
 def commit_status_request(
     signer: Signer, channel: str, tx_id: str
 ) -> gateway_pb2.SignedCommitStatusRequest:
