@@ -1,10 +1,13 @@
 """Benchmark of the embedded ledger (not a test; run `python tests/bench/bench_ledger.py`).
 
-Durable lease transactions (RequestLease: sign, verify, simulate, MVCC-check, append to the
-hash-chained log, fsync) per second with 1 and 8 writer processes, next to raw SQLite
-insert+commit at the same durability (WAL, synchronous=FULL) measured in the same run, and a
-50-asset QueryAssets page out of 10,000 assets. Prints a markdown table. Each figure is the
-median of REPEATS runs.
+Durable lease transactions (RequestLease: simulate, sign the endorsement, verify it at
+commit, MVCC-check, append to the hash-chained log, sign the batch, fsync) per second with 1
+and 8 writer processes, next to raw SQLite insert+commit at the same durability (WAL,
+synchronous=FULL) measured in the same run; the same writers as brokers keeping their own
+checkpoints (a witness each: the chain check before every commit and a signed checkpoint
+after it) against the writers without; `verify` and a broker's start-up check per 1,000
+entries; and a 50-asset QueryAssets page out of 10,000 assets. Prints markdown tables.
+Each figure is the median of REPEATS runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import create_org, load_identity
+from dshare_hub.ledger.verify import verify
+from dshare_hub.ledger.witness import Witness
 
 ASSETS = 200
 REPEATS = 3
@@ -55,9 +60,15 @@ def _percentile(values: list[float], q: float) -> float:
 # -- ledger writers -----------------------------------------------------------------------------
 
 
-def _lease_writer(db: str, ids: str, n: int, threads: int, barrier: Any, out: Any) -> None:
+def _lease_writer(
+    db: str, ids: str, n: int, threads: int, witness: bool, barrier: Any, out: Any
+) -> None:
     core = LedgerCore(db)
     identity = load_identity(Path(ids), "UiO")
+    if witness:  # a broker of its own: state directory, trusted CAs, checkpoints
+        w = Witness(Path(tempfile.mkdtemp(dir=Path(db).parent, prefix="witness-")), identity)
+        w.trust({o: load_identity(Path(ids), o).ca_cert_pem for o in ("UiS", "UiO")})
+        core.attach(w)
     lat: list[float] = []
     lock = threading.Lock()
 
@@ -146,6 +157,7 @@ def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def bench_writes(root: Path, procs: int, threads: int, n_per_proc: int) -> dict[str, Any]:
+    """Lease writers without and with witnesses, runs interleaved, and raw SQLite."""
     db = root / f"lease-{procs}-{threads}.db"
     ids = root / f"ids-{procs}-{threads}"
     owner = create_org(db, "UiS", identity_dir=ids)
@@ -159,12 +171,15 @@ def bench_writes(root: Path, procs: int, threads: int, n_per_proc: int) -> dict[
             )
         )
     core.close()
-    ledger = _median_of(
-        [
-            _run(_lease_writer, (str(db), str(ids), n_per_proc, threads), procs)
-            for _ in range(REPEATS)
-        ]
-    )
+    plain_runs, witness_runs = [], []
+    for _ in range(REPEATS):
+        plain_runs.append(
+            _run(_lease_writer, (str(db), str(ids), n_per_proc, threads, False), procs)
+        )
+        witness_runs.append(
+            _run(_lease_writer, (str(db), str(ids), n_per_proc, threads, True), procs)
+        )
+    ledger, witnessed = _median_of(plain_runs), _median_of(witness_runs)
     raw_runs = []
     for r in range(REPEATS):
         raw_db = root / f"raw-{procs}-{threads}-{r}.db"
@@ -173,7 +188,34 @@ def bench_writes(root: Path, procs: int, threads: int, n_per_proc: int) -> dict[
         conn.execute("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB)")
         conn.close()
         raw_runs.append(_run(_raw_writer, (str(raw_db), n_per_proc, threads), procs))
-    return {"ledger": ledger, "raw": _median_of(raw_runs)}
+    return {"ledger": ledger, "witnessed": witnessed, "raw": _median_of(raw_runs), "db": db}
+
+
+def bench_checks(db: Path, ids: Path) -> dict[str, float]:
+    """Milliseconds per 1,000 entries: `verify` (every signature, replay) and a broker's
+    start-up check (every hash and signature), on the ledger the writers left."""
+    identity = load_identity(ids, "UiO")
+    cas = {o: load_identity(ids, o).ca_cert_pem for o in ("UiS", "UiO")}
+    entries = LedgerCore(db)
+    n = int(entries._reader().execute("SELECT max(seq) FROM txlog").fetchone()[0])
+    entries.close()
+    verify_ms, start_ms = [], []
+    for r in range(REPEATS):
+        t0 = time.perf_counter()
+        assert verify(db).ok
+        verify_ms.append((time.perf_counter() - t0) * 1000 * 1000 / n)
+        core = LedgerCore(db)
+        w = Witness(db.parent / f"start-{r}", identity)
+        w.trust(cas)
+        t0 = time.perf_counter()
+        core.attach(w)
+        start_ms.append((time.perf_counter() - t0) * 1000 * 1000 / n)
+        core.close()
+    return {
+        "entries": n,
+        "verify": statistics.median(verify_ms),
+        "start": statistics.median(start_ms),
+    }
 
 
 # -- query page ---------------------------------------------------------------------------------
@@ -234,6 +276,7 @@ def main() -> int:
                 res = bench_writes(root, procs, threads, opts.tx // procs)
                 rows.append((procs, threads, res))
                 print(f"measured {procs} process(es) x {threads} thread(s)", file=sys.stderr)
+        checks = bench_checks(rows[-1][2]["db"], root / f"ids-8-{opts.threads}")
         query = bench_query(root, opts.assets)
     print(
         "| writers (processes x threads) | lease tx/s | p50 ms | p99 ms | txs per fsync "
@@ -247,6 +290,23 @@ def main() -> int:
             f"| {led['batch']:.1f} | {raw['tps']:.0f} | {raw['p50']:.2f} | {raw['p99']:.2f} "
             f"| {led['tps'] / raw['tps']:.2f} |"
         )
+    print()
+    print(
+        "| writers | lease tx/s, brokers keeping checkpoints | p50 ms | p99 ms "
+        "| with / without checkpoints |"
+    )
+    print("|---|---|---|---|---|")
+    for procs, threads, res in rows:
+        led, wit = res["ledger"], res["witnessed"]
+        print(
+            f"| {procs} x {threads} | {wit['tps']:.0f} | {wit['p50']:.2f} | {wit['p99']:.2f} "
+            f"| {wit['tps'] / led['tps']:.2f} |"
+        )
+    print()
+    print(f"| check of a {checks['entries']:.0f}-entry ledger | ms per 1,000 entries |")
+    print("|---|---|")
+    print(f"| `dshare ledger verify` (signatures, replay) | {checks['verify']:.0f} |")
+    print(f"| a broker's start-up check (hashes, signatures) | {checks['start']:.0f} |")
     print()
     print(f"| QueryAssets, 50 of {opts.assets} assets | median ms | p99 ms |")
     print("|---|---|---|")

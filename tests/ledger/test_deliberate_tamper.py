@@ -154,8 +154,9 @@ def test_file_writer_without_keys_rewrites_and_rehashes(world):
         f"seq {seq}: the commit signature of 'UiO' does not match this entry's position and "
         "hash (the chain was changed after it was committed)"
     ) in problems
+    # A broker starting checks everything `verify` does, against its own checkpoints.
     assert world.restart("UiS").message.startswith(
-        "the ledger does not extend what UiS's broker saw: seq 8: the entry differs"
+        f"the ledger does not extend what UiS's broker saw: seq {seq}: the "
     )
 
 
@@ -243,7 +244,7 @@ def test_a_swapped_certificate(world, tmp_path):
     error = world.restart("UiO")
     assert error.message.startswith(
         "the ledger does not extend what UiO's broker saw: seq 0: the ledger file registers "
-        "another CA certificate for 'UiS' than the one UiO's broker trusts ("
+        "another CA certificate for 'UiS' than its organizations trust ("
     )
 
 
@@ -273,4 +274,23 @@ def test_an_old_signed_entry_replayed(world):
     assert info.value.message.startswith(
         f"the ledger does not extend what UiB's broker saw: seq 9: transaction {tx} was "
         "already committed at sequence 5 (a replayed entry)"
+    )
+
+
+def test_a_full_audit_finds_state_changed_under_an_intact_log(world):
+    """The lease's expiry edited in the world state alone: the contract would serve it; the
+    reaper's incremental pass cannot see it, its periodic full check does."""
+    key = f"lease/{world.lease['id']}".encode()
+    conn = sqlite3.connect(world.db, isolation_level=None)
+    (value,) = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    forged = json.loads(value) | {"expires_at": "2099-01-01T00:00:00.000000Z"}
+    conn.execute("UPDATE state SET value = ? WHERE key = ?", (json.dumps(forged).encode(), key))
+    conn.close()
+    uis, witness = world.cores["UiS"], world.witnesses["UiS"]
+    uis.audit(witness)  # what was added since the last pass: nothing
+    with pytest.raises(LedgerError) as info:
+        uis.audit(witness, full=True)
+    assert info.value.message.startswith(
+        "the ledger does not extend what UiS's broker saw: seq 3: world state of key "
+        f"'lease/{world.lease['id']}' differs from what this entry wrote"
     )

@@ -113,6 +113,20 @@ def promises(r: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
                 t["detected"] == t["flips"],
             )
         )
+    if d := need("tamper_deliberate"):
+        attacks = d["attacks"]
+        found = [a for a in attacks.values() if a["detected"] and a["first_seq"] is not None]
+        refused = [a for a in attacks.values() if a["uis_broker_start"]]
+        rows.append(
+            (
+                "Deliberate rewrite detected (by a key holder, every hash recomputed), with its "
+                "sequence number; brokers refuse to serve",
+                f"{len(found)} of {len(attacks)} attacks ({', '.join(attacks)}) found by "
+                f"verify with the brokers' checkpoints; {len(refused)} refused by a broker "
+                "starting on it",
+                len(found) == len(refused) == len(attacks),
+            )
+        )
     if e := need("expiry"):
         bound = e["reaper_interval_s"] + EXPIRY_SLACK_S
         rows.append(
@@ -222,7 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             authz_table(results["authz_broker"]),
             "",
         ]
-    for name in ("bad_input_broker", "crash", "tamper", "expiry", "expiry_restart", "race"):
+    for name in (
+        "bad_input_broker",
+        "crash",
+        "tamper",
+        "tamper_deliberate",
+        "expiry",
+        "expiry_restart",
+        "race",
+    ):
         if name in results:
             shown = {k: v for k, v in results[name].items() if k not in ("test",)}
             parts += [f"### {name}", "", "```json", json.dumps(shown, indent=1), "```", ""]

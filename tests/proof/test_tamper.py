@@ -1,22 +1,29 @@
 """Tampering: one byte flipped anywhere a transaction or its effect is stored in the ledger
-file is found by `dshare ledger verify`, which names the transaction's sequence number."""
+file is found by `dshare ledger verify`, which names the transaction's sequence number; and
+deliberate rewrites, by someone who can write the file and holds one organization's key and
+recomputes every hash, are found against the brokers' checkpoints, and the brokers refuse."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
+from base64 import b64decode
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ledger_forgery import LedgerFile, find, rewrite_writes
 from proof_support import Record, count
 
+from dshare_hub.ledger import LedgerError
 from dshare_hub.ledger.core import LedgerCore
-from dshare_hub.ledger.identity import create_org
+from dshare_hub.ledger.identity import OrgIdentity, create_org, make_identity_files
 from dshare_hub.ledger.verify import verify
+from dshare_hub.ledger.witness import Witness
 
 
 @dataclass(frozen=True)
@@ -147,3 +154,159 @@ def test_verify_command_names_the_sequence(ledger: Path, tmp_path: Path) -> None
         "seq 7: the commit signature of 'UiS' does not match this entry's position and hash "
         "(the chain was changed after it was committed)"
     ) in result.stdout
+
+
+# -- deliberate rewrites ------------------------------------------------------------------------
+
+ORGS = ("UiS", "UiO")
+
+
+@dataclass
+class Witnessed:
+    """A ledger two brokers (one core and state directory each) wrote and checkpointed."""
+
+    root: Path
+    ids: dict[str, OrgIdentity]
+
+    @property
+    def db(self) -> Path:
+        return self.root / "ledger.db"
+
+    def state(self, org: str) -> Path:
+        return self.root / "state" / org
+
+    def copy(self, to: Path) -> Witnessed:
+        shutil.copytree(self.root, to)
+        return Witnessed(to, self.ids)
+
+
+@pytest.fixture(scope="module")
+def witnessed(tmp_path_factory: pytest.TempPathFactory) -> Witnessed:
+    root = tmp_path_factory.mktemp("witnessed") / "w"
+    root.mkdir()
+    ids = {org: create_org(root / "ledger.db", org, identity_dir=root / "ids") for org in ORGS}
+    w = Witnessed(root, ids)
+    cores, witnesses = {}, {}
+    for org in ORGS:
+        witnesses[org] = Witness(w.state(org), ids[org])
+        witnesses[org].trust({o: i.ca_cert_pem for o, i in ids.items()})
+        cores[org] = LedgerCore(w.db)
+        cores[org].attach(witnesses[org])
+    try:
+        for i in range(count(3, 8)):
+            cores["UiS"].submit(ids["UiS"], "RegisterAsset", [_asset(f"a{i}")], "siri")
+            lease = json.loads(
+                cores["UiO"].submit(ids["UiO"], "RequestLease", [f"a{i}", "600", "p"], "ola")
+            )
+            if i % 2:
+                cores["UiO"].submit(ids["UiO"], "ReleaseLease", [lease["id"]], "ola")
+        for org in ORGS:
+            cores[org].audit(witnesses[org])
+    finally:
+        for core in cores.values():
+            core.close()
+        # The WAL folded into the file, so a copy of the directory is the whole ledger.
+        sqlite3.connect(w.db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    return w
+
+
+def _rewrite_lease(w: Witnessed) -> None:
+    log = LedgerFile(w.db)
+    entries = log.entries()
+    at = find(entries, "RequestLease", "UiO")
+    rewrite_writes(entries[at], "lease/", lambda v: v.update(expires_at="2099-01-01T00:00:00Z"))
+    log.write(entries, keys={"UiO": w.ids["UiO"]})
+
+
+def _delete_release(w: Witnessed) -> None:
+    log = LedgerFile(w.db)
+    entries = log.entries()
+    del entries[find(entries, "ReleaseLease", "UiO")]
+    log.write(entries, keys={"UiO": w.ids["UiO"]})
+
+
+def _truncate(w: Witnessed) -> None:
+    log = LedgerFile(w.db)
+    log.write(log.entries()[:-3], keys={"UiO": w.ids["UiO"]})
+
+
+def _roll_back_state(w: Witnessed) -> None:
+    """The state of one lease back to before its release; log and history untouched."""
+    log = LedgerFile(w.db)
+    entries = log.entries()
+    granted = entries[find(entries, "ReleaseLease", "UiO") - 1]
+    for key, value in granted.endorsement["writes"]:
+        if key.startswith("lease/"):
+            log.sql("UPDATE state SET value = ? WHERE key = ?", b64decode(value), key.encode())
+
+
+def _swap_certificate(w: Witnessed) -> None:
+    fake = make_identity_files(w.root / "fake", "UiS")
+    log = LedgerFile(w.db)
+    entries = log.entries()
+    for e in entries:
+        if e.org == "UiS":
+            e.proposal["cert_pem"] = fake.cert_pem
+            e.changed = True
+    log.write(entries, keys={"UiS": fake})
+    log.sql("UPDATE orgs SET ca_cert_pem = ? WHERE msp_id = 'UiS'", fake.ca_cert_pem)
+
+
+def _replay(w: Witnessed) -> None:
+    log = LedgerFile(w.db)
+    entries = log.entries()
+    entries.append(entries[find(entries, "RequestLease", "UiO")])
+    conn = sqlite3.connect(w.db, isolation_level=None)
+    conn.executescript(  # without the log's unique tx_id, which would refuse the copy
+        "CREATE TABLE t2 (seq INTEGER PRIMARY KEY, tx_id TEXT NOT NULL, body BLOB NOT NULL, "
+        "hash TEXT NOT NULL, signature BLOB NOT NULL); DROP TABLE txlog; "
+        "ALTER TABLE t2 RENAME TO txlog;"
+    )
+    conn.close()
+    log.write(entries, keys={"UiO": w.ids["UiO"]})
+
+
+ATTACKS = {
+    "rewrite and rehash (lease to 2099, by UiO's key holder)": _rewrite_lease,
+    "delete an entry and renumber (UiO's release)": _delete_release,
+    "truncate the tail, state rolled back to match": _truncate,
+    "roll back state under an intact log": _roll_back_state,
+    "swap UiS's certificate and re-sign its entries": _swap_certificate,
+    "replay an old signed entry": _replay,
+}
+
+
+def _broker_refuses(w: Witnessed, org: str) -> str | None:
+    """What `org`'s broker says when it starts on the attacked ledger; None if it serves."""
+    core = LedgerCore(w.db)
+    try:
+        witness = Witness(w.state(org), w.ids[org])
+        try:
+            core.attach(witness)
+        except LedgerError as error:
+            return error.message
+        return None
+    finally:
+        core.close()
+
+
+def test_deliberate_rewrites_are_found_with_their_sequence_number(
+    witnessed: Witnessed, tmp_path: Path, record: Record
+) -> None:
+    report = verify(witnessed.db, [witnessed.state(o) for o in ORGS])
+    assert report.ok, report.problems
+    results: dict[str, dict[str, object]] = {}
+    for n, (name, attack) in enumerate(ATTACKS.items()):
+        w = witnessed.copy(tmp_path / f"attack-{n}")
+        attack(w)
+        found = verify(w.db, [w.state(o) for o in ORGS])
+        results[name] = {
+            "detected": not found.ok,
+            "first_seq": found.first_bad_seq,
+            "first_problem": str(found.problems[0]) if found.problems else None,
+            "file_only_verify_detects": not verify(w.db).ok,
+            "uis_broker_start": _broker_refuses(w, "UiS"),
+        }
+    record("tamper_deliberate", {"attacks": results})
+    assert all(r["detected"] and r["first_seq"] is not None for r in results.values()), results
+    assert all(r["uis_broker_start"] for r in results.values()), results

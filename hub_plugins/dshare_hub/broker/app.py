@@ -92,6 +92,15 @@ class BrokerApp(HubServiceApp):
     reaper_interval = Float(
         30.0, help="Seconds between reaper passes (expired leases, ended runs' mounts)."
     ).tag(config=True)
+    ledger_audit_interval = Float(
+        3600.0,
+        help="""Embedded ledger: seconds between full checks of the ledger by this broker
+        (every hash and signature, its checkpoints, and the whole log replayed against the
+        stored state, as `dshare ledger verify` does), the first when it starts.
+        Every reaper pass checks what was added since; only a full check finds a state
+        table changed under an intact log. Lower it on small ledgers, raise it when a check
+        takes too long (about 1 s per 10,000 entries here).""",
+    ).tag(config=True)
     peer_window = Integer(
         120, help="Seconds a signed peer request stays valid; replays are refused within it."
     ).tag(config=True)
@@ -401,7 +410,11 @@ class BrokerApp(HubServiceApp):
             broker, store, system_username_template=self.system_username_template
         )
         reaper = Reaper(
-            org=self.org, ledger=ledger, materializer=materializer, reap_views=views.reap
+            org=self.org,
+            ledger=ledger,
+            materializer=materializer,
+            reap_views=views.reap,
+            audit_interval=self.ledger_audit_interval,
         )
         app = web.Application(
             view_routes(self.base_url) + routes(self.base_url),

@@ -8,6 +8,7 @@ changes nothing the second time.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +35,17 @@ class Reaper:
         ledger: Ledger,
         materializer: Materializer,
         reap_views: Callable[[], Awaitable[int]] | None = None,
+        audit_interval: float = 3600.0,
     ) -> None:
         self.org = org
         self.ledger = ledger
         self.materializer = materializer
         # Interactive views (interactive.InteractiveViews.reap), swept from the disk too.
         self.reap_views = reap_views
+        # A full check of the ledger (state replayed too) this often; opening the ledger
+        # made the first.
+        self.audit_interval = audit_interval
+        self._last_audit = time.monotonic()
 
     async def _lookup(self, fn: str, key: str) -> dict[str, Any] | None:
         try:
@@ -53,7 +59,11 @@ class Reaper:
     async def reap_once(self) -> ReapReport:
         report = ReapReport()
         # First: is the ledger still the one this broker saw? (A refusal ends the pass.)
-        await self.ledger.checkpoint()
+        now = time.monotonic()
+        full = now - self._last_audit >= self.audit_interval
+        await self.ledger.checkpoint(full=full)
+        if full:
+            self._last_audit = now
         expired = await self.ledger.evaluate("ListExpiredLeases", "", actor=REAPER_ACTOR)
         if any(lease["owner_org"] == self.org for lease in expired["items"]):
             result = await self.ledger.submit("ExpireLeases", "", actor=REAPER_ACTOR)

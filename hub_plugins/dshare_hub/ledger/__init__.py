@@ -31,10 +31,10 @@ class Ledger(abc.ABC):
     async def evaluate(self, fn: str, *args: str, actor: str) -> Any:
         """Run `fn` read-only against the current state; nothing is recorded."""
 
-    async def checkpoint(self) -> None:  # noqa: B027 - optional override
+    async def checkpoint(self, *, full: bool = False) -> None:  # noqa: B027 - optional override
         """Check that the ledger still extends what this organization saw and remember its
-        head (the reaper's pass). The embedded ledger does; on Fabric the peers validate
-        every block, and the default does nothing."""
+        head (the reaper's pass); `full` checks everything it holds. The embedded ledger
+        does; on Fabric the peers validate every block, and the default does nothing."""
 
     async def close(self) -> None:  # noqa: B027 - optional override
         """Release connections; the default holds none."""

@@ -48,6 +48,7 @@ from .signatures import Signatures
 from .snapshot import SnapshotStub, scan
 from .store import connect, init_schema
 from .txlog import Proposal, args_digest, endorsed_bytes, new_nonce, new_tx_id, result_hash, unb64
+from .verify import verify
 from .witness import LedgerTampered, Witness
 
 __all__ = [
@@ -208,8 +209,9 @@ class LedgerCore:
     # -- witnesses -----------------------------------------------------------------------------
 
     def attach(self, witness: Witness) -> None:
-        """Check the whole ledger against `witness` (every hash and signature since genesis)
-        and keep checking and checkpointing with it at every commit and `audit`."""
+        """Check the whole ledger against `witness` (`audit(full=True)`: every hash,
+        signature and checkpoint, and the state replayed) and keep checking and
+        checkpointing with it at every commit and `audit`."""
         if witness.new and set(witness.orgs) <= {witness.identity.msp_id}:
             # First start without configured CAs: pin what the file registers now (logged).
             with self._snapshot() as conn:
@@ -218,17 +220,24 @@ class LedgerCore:
             witness.trust({own: witness.identity.ca_cert_pem})
             witness.trust({m: c for m, c in registered.items() if m != own}, first_sight=True)
         self.witnesses.append(witness)
-        self.audit(witness, reason="start")
+        self.audit(witness, reason="start", full=True)
 
     def detach(self, witness: Witness) -> None:
         if witness in self.witnesses:
             self.witnesses.remove(witness)
 
-    def audit(self, witness: Witness, *, reason: str = "audit") -> None:
+    def audit(self, witness: Witness, *, reason: str = "audit", full: bool = False) -> None:
         """Check the entries since `witness` last looked, signatures too, and checkpoint the
-        head (the reaper's pass). Once the check fails, this core refuses every call."""
+        head (the reaper's pass). `full` also replays the whole log against the stored state
+        and history (`verify`), which is what a changed state table without a changed log
+        shows in. Once a check fails, this core refuses every call."""
         self._refuse_if_tampered()
         try:
+            if full:
+                report = verify(self.path, [witness.directory])
+                if not report.ok:
+                    raise LedgerTampered(report.problems[0], len(report.problems) - 1)
+                witness.verified(report.entries, report.head_hash)
             with self._snapshot() as conn:
                 head = witness.check(conn, signatures=True)
         except LedgerTampered as exc:
@@ -327,6 +336,7 @@ class LedgerCore:
         as expired). So two equal tokens mean every query would answer the same. The second
         part is "" when no active lease is waiting to expire.
         """
+        self._refuse_if_tampered()  # a cached answer is no better than a fresh one
         conn = self._reader()
         now = fmt_time(datetime.now(UTC))
         cached = self._expiries

@@ -97,9 +97,9 @@ class EmbeddedLedger(Ledger):
         except sqlite3.Error as exc:
             raise LedgerError(LEDGER_ERROR, f"cannot read the ledger's head: {exc}") from None
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, *, full: bool = False) -> None:
         if self.witness is not None:
-            await asyncio.to_thread(self.core.audit, self.witness)
+            await asyncio.to_thread(self.core.audit, self.witness, full=full)
 
     async def close(self) -> None:
         if self._core is not None:

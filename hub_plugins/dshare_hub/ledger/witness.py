@@ -255,6 +255,11 @@ class Witness:
                 ", ".join(f"{m} {fingerprint(c)}" for m, c in sorted(added.items())),
             )
 
+    def verified(self, seq: int, entry_hash: str) -> None:
+        """Every signature up to `seq` was checked (by a full `verify`)."""
+        if seq >= self._verified[0]:
+            self._verified = (seq, entry_hash)
+
     def ca_for(self, msp_id: str) -> str | None:
         return self.orgs.get(msp_id)
 
