@@ -2,10 +2,10 @@
 it at their next reaper pass and answer every request with the reason, not the forgery.
 
 UiO's admin, holding UiO's ledger key and write access to the ledger file (every broker's
-account has it in the embedded deployment), extends its scientist's lease to 2099, re-signs
-its own entry, recomputes every hash after it, countersigns them as UiO and rebuilds the
-world state and history to match: everything `verify` can check without the brokers' own
-checkpoints holds.
+account has it in the embedded deployment), runs its scientist's lease request again for an
+hour instead of ten minutes, signs it, recomputes every hash after it, countersigns them as
+UiO and rebuilds the world state and history to match: everything `verify` can check
+without the brokers' own checkpoints holds.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from hubfixture import Hub, start_hub, stop_hub
-from ledger_forgery import LedgerFile, find, rewrite_writes
+from ledger_forgery import LedgerFile, find, rerun_with
 
 from dshare_hub.ledger.identity import load_identity
 from dshare_hub.ledger.verify import verify
@@ -68,8 +68,9 @@ def test_brokers_refuse_to_serve_a_rewritten_ledger(hub: Hub, tmp_path) -> None:
 
     entries = log.entries()
     i = find(entries, "RequestLease", "UiO")
-    rewrite_writes(entries[i], "lease/", lambda v: v.update(expires_at="2099-01-01T00:00:00Z"))
-    log.write(entries, keys={"UiO": load_identity(hub.identity_dir, "UiO")})
+    uio = load_identity(hub.identity_dir, "UiO")
+    rerun_with(entries, i, ["uis-words", "3600", "count words"], uio)
+    log.write(entries, keys={"UiO": uio})
     assert verify(hub.ledger_db).ok  # without the brokers' checkpoints, nothing shows
 
     deadline = time.monotonic() + 30

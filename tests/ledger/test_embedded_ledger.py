@@ -100,7 +100,7 @@ def test_signature_by_another_key_is_refused(env):
     endorsed = core.endorse(uis, core.propose(uis, "RegisterAsset", args, "alice"), args)
     signed = endorsed_bytes(
         endorsed.proposal.as_dict(),
-        endorsed.item().effects.endorsement(endorsed.item().result_hash),
+        endorsed.item().endorsement(),
     )
     forged = replace(endorsed, signature=uio.sign(signed))
     _expect(
@@ -330,7 +330,7 @@ def test_every_change_records_its_event(env):
 
 def test_waiting_transactions_share_one_commit(env):
     core, uis, _uio = env
-    core._thread_write_lock.acquire()  # hold the first leader at the write lock
+    core._group._thread_write_lock.acquire()  # hold the first leader at the write lock
     errors: list[BaseException] = []
 
     def register(i: int) -> None:
@@ -341,16 +341,16 @@ def test_waiting_transactions_share_one_commit(env):
 
     threads = [threading.Thread(target=register, args=(i,)) for i in range(5)]
     threads[0].start()
-    while not core._leader:
+    while not core._group._leader:
         threading.Event().wait(0.01)
     for t in threads[1:]:
         t.start()
     while True:
-        with core._cond:
-            if len(core._queue) == 4:
+        with core._group._cond:
+            if len(core._group._queue) == 4:
                 break
         threading.Event().wait(0.01)
-    core._thread_write_lock.release()
+    core._group._thread_write_lock.release()
     for t in threads:
         t.join()
     assert errors == []

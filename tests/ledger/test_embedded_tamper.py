@@ -145,6 +145,8 @@ def test_altered_actor_in_signed_proposal(ledger_db):
     (body,) = _row(ledger_db, "SELECT body FROM txlog WHERE seq = 5")
     _edit(ledger_db, "UPDATE txlog SET body = ? WHERE seq = 5", body.replace(b'"bob"', b'"bod"'))
     assert [str(p) for p in verify(ledger_db).problems] == [
+        "seq 5: ReleaseLease run again on the state before this entry is refused "
+        "(NOT_LESSEE): the entry records effects the contract does not produce",
         "seq 5: the entry's hash does not match its bytes (altered entry)",
         "seq 5: the endorsement signature of 'UiO' does not match the entry (changed after it "
         "was signed)",

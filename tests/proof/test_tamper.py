@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ledger_forgery import LedgerFile, find, rewrite_writes
+from ledger_forgery import LedgerFile, find, rerun_with, rewrite_writes
 from proof_support import Record, count
 
 from dshare_hub.ledger import LedgerError
@@ -214,8 +214,16 @@ def _rewrite_lease(w: Witnessed) -> None:
     log = LedgerFile(w.db)
     entries = log.entries()
     at = find(entries, "RequestLease", "UiO")
-    rewrite_writes(entries[at], "lease/", lambda v: v.update(expires_at="2099-01-01T00:00:00Z"))
+    rerun_with(entries, at, ["a0", "3600", "p"], w.ids["UiO"])  # an hour, not ten minutes
     log.write(entries, keys={"UiO": w.ids["UiO"]})
+
+
+def _forge_lease(w: Witnessed) -> None:
+    log = LedgerFile(w.db)
+    entries = log.entries()
+    at = find(entries, "RequestLease", "UiO")
+    rewrite_writes(entries[at], "lease/", lambda v: v.update(expires_at="2099-01-01T00:00:00Z"))
+    log.write(entries)
 
 
 def _delete_release(w: Witnessed) -> None:
@@ -267,7 +275,8 @@ def _replay(w: Witnessed) -> None:
 
 
 ATTACKS = {
-    "rewrite and rehash (lease to 2099, by UiO's key holder)": _rewrite_lease,
+    "rewrite a lease longer and rehash (by UiO's key holder)": _rewrite_lease,
+    "make up a lease's expiry (2099), without a key": _forge_lease,
     "delete an entry and renumber (UiO's release)": _delete_release,
     "truncate the tail, state rolled back to match": _truncate,
     "roll back state under an intact log": _roll_back_state,

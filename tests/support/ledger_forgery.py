@@ -18,14 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dshare_chaincode import contract
+from dshare_chaincode.stub import Creator
 from dshare_hub.ledger.identity import OrgIdentity
+from dshare_hub.ledger.snapshot import SnapshotStub
+from dshare_hub.ledger.store import SCHEMA
 from dshare_hub.ledger.txlog import (
     GENESIS_HASH,
     Proposal,
+    args_digest,
     commit_bytes,
     commit_record,
     endorsed_bytes,
     entry_body,
+    result_hash,
     sha256_hex,
 )
 
@@ -141,6 +147,42 @@ class LedgerFile:
             conn.execute(statement, params)
         finally:
             conn.close()
+
+
+def rerun_with(entries: list[Forged], index: int, args: list[str], key: OrgIdentity) -> None:
+    """What a careful key holder does: run its own entry again with other arguments on the
+    state before it (the contract is public), so its effects are what the contract does,
+    and sign that. Entries after it still replay: they read the same keys at the same
+    versions."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(SCHEMA)
+    for e in entries[:index]:
+        seq = entries.index(e) + 1
+        for k, v in e.endorsement["writes"]:
+            if v is None:
+                db.execute("DELETE FROM state WHERE key = ?", (k.encode(),))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
+                    (k.encode(), base64.b64decode(v), seq),
+                )
+    entry = entries[index]
+    proposal = dict(entry.proposal, args_digest=args_digest(entry.proposal["fn"], args))
+    p = Proposal.from_dict(proposal)
+    stub = SnapshotStub(
+        db,
+        tx_id=p.tx_id,
+        timestamp=p.timestamp,
+        creator=Creator(p.msp_id, p.cert_pem),
+        actor=p.actor,
+    )
+    result = contract.invoke(stub, p.fn, args)
+    stub.close()
+    entry.proposal = proposal
+    entry.endorsement = stub.effects().endorsement(result_hash(result), args)
+    entry.signature = base64.b64encode(
+        key.sign(endorsed_bytes(proposal, entry.endorsement))
+    ).decode()
 
 
 def rewrite_writes(

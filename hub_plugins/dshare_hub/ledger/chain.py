@@ -43,23 +43,56 @@ class Entry:
     timestamp: datetime
 
 
-def seen_in_walk() -> Callable[[str, int], int]:
-    seen: dict[str, int] = {}
-    return lambda tx_id, seq: seen.setdefault(tx_id, seq)
+def _check_shape(e: dict[str, Any]) -> None:
+    """Raise TypeError unless the endorsement has the shapes replay relies on."""
+    if not all(isinstance(e[x], list) for x in ("reads", "writes", "ranges", "args")):
+        raise TypeError("endorsement lists")
+    if not all(isinstance(a, str) for a in e["args"]):
+        raise TypeError("args")
+    for key, version in e["reads"]:
+        if not isinstance(key, str) or not isinstance(version, int):
+            raise TypeError("read")
+    for key, value in e["writes"]:
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+            raise TypeError("write")
+        key.encode()  # a lone surrogate is no key any stub could have written
+    for start, end, exhausted, results in e["ranges"]:
+        if not isinstance(start, str) or not (end is None or isinstance(end, str)):
+            raise TypeError("range")
+        if not isinstance(exhausted, bool) or not isinstance(results, list):
+            raise TypeError("range")
+        for key, version in results:
+            if not isinstance(key, str) or not isinstance(version, int):
+                raise TypeError("range result")
 
 
-def first_in_file(conn: Any) -> Callable[[str, int], int]:
-    def first(tx_id: str, seq: int) -> int:
-        row = conn.execute("SELECT min(seq) FROM txlog WHERE tx_id = ?", (tx_id,)).fetchone()
-        return int(row[0]) if row and row[0] is not None else seq
+def file_problems(conn: Any) -> list[Problem]:
+    """What is wrong with the file around the log: rows no walk reads, triggers that would
+    rewrite what is written, a lost format record. Sequence 0: the file, not an entry."""
+    out = []
+    (hidden,) = conn.execute("SELECT count(*) FROM txlog WHERE seq < 1").fetchone()
+    if hidden:
+        out.append(Problem(0, f"the log holds {hidden} row(s) at sequence 0 or below"))
+    triggers = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+    if triggers:
+        out.append(Problem(0, f"the ledger file holds triggers ({', '.join(triggers)})"))
+    meta = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    if meta is None or meta[0] != str(FORMAT):
+        out.append(Problem(0, "the ledger file's format record is missing or altered"))
+    return out
 
-    return first
+
+def blob(value: Any) -> bytes:
+    """A BLOB column's bytes, whatever type a writer of the file stored there."""
+    if isinstance(value, bytes | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8", "replace")
 
 
 def rows(conn: Any, after_seq: int = 0) -> Iterator[Row]:
     cur = conn.execute(ROWS_SQL + " WHERE seq > ? ORDER BY seq", (after_seq,))
     for seq, tx_id, body, digest, signature in cur:
-        yield int(seq), str(tx_id), bytes(body), str(digest), bytes(signature)
+        yield int(seq), str(tx_id), blob(body), str(digest), blob(signature)
 
 
 class ChainWalker:
@@ -67,8 +100,7 @@ class ChainWalker:
 
     `signatures` None checks hashes, links and positions only (the cheap check a broker
     makes at every commit). `first_seq(tx_id, seq)` names the first entry that carried a
-    transaction, to find replayed ones: `seen_in_walk` remembers them all; a broker looks
-    further back in the file (`first_in_file`).
+    transaction (from the entries walked so far), to find replayed ones.
     """
 
     def __init__(
@@ -153,7 +185,8 @@ class ChainWalker:
             if not isinstance(endorsement, dict):
                 raise TypeError("endorsement")
             timestamp = parse_time(proposal.timestamp)
-        except (ValueError, KeyError, TypeError):
+            _check_shape(endorsement)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeError):
             self.add(seq, "the entry's body is not a readable log entry (altered bytes)")
             return None
         if proposal.tx_id != tx_id:

@@ -11,28 +11,42 @@ the head it reached after.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dshare_chaincode.stub import is_composite_key, split_composite_key
-from dshare_chaincode.tx import parse_time
+from dshare_chaincode import contract
+from dshare_chaincode.errors import ContractError
+from dshare_chaincode.stub import Creator, is_composite_key, split_composite_key
+from dshare_chaincode.tx import fmt_time, parse_time
 
 from . import LedgerError
 from .identity import IdentityError, OrgIdentity
 from .inbox import Item
 from .inbox import decode as decode_item
 from .signatures import Signatures
-from .snapshot import Effects, scan
-from .txlog import GENESIS_HASH, Proposal, b64, commit_bytes, commit_record, entry_body, new_tx_id
+from .snapshot import Effects, SnapshotStub, scan
+from .txlog import (
+    GENESIS_HASH,
+    Proposal,
+    args_digest,
+    b64,
+    commit_bytes,
+    commit_record,
+    entry_body,
+    new_tx_id,
+    result_hash,
+)
 from .txlog import sha256_hex as digest_of
 from .witness import LedgerTampered, Witness
 
 IDENTITY_REJECTED = "IDENTITY_REJECTED"
 LEDGER_ERROR = "LEDGER_ERROR"
 LEDGER_TAMPERED = "LEDGER_TAMPERED"
+ENDORSEMENT_MISMATCH = "ENDORSEMENT_MISMATCH"
 # A proposal's timestamp decides lease expiry, so an org must not be able to backdate one.
 MAX_CLOCK_SKEW = timedelta(seconds=120)
 
@@ -98,9 +112,7 @@ def check_item(item: Item, signatures: Signatures, now: datetime) -> None:
     if p.tx_id != new_tx_id(p.nonce, p.cert_pem):
         raise LedgerError(LEDGER_ERROR, f"transaction id {p.tx_id} does not match its nonce")
     try:
-        signatures.check_endorsement(
-            p, item.effects.endorsement(item.result_hash), item.signature, ts
-        )
+        signatures.check_endorsement(p, item.endorsement(), item.signature, ts)
     except IdentityError as exc:
         raise LedgerError(IDENTITY_REJECTED, str(exc), p.msp_id) from None
 
@@ -123,13 +135,25 @@ class BatchCommit:
         self.stats = stats
 
     def run(self, waiting: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
+        held = [w.lock for w in self.witnesses]
+        for lock in held:
+            lock.acquire()
+        try:
+            return self._run(waiting)
+        finally:
+            for lock in held:
+                lock.release()
+
+    def _run(self, waiting: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
         conn = self.conn
         out: dict[int, dict[str, Any]] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             for witness in self.witnesses:
                 try:
-                    witness.check(conn, signatures=False)
+                    # Everything since its last look, signatures too: once this batch is
+                    # countersigned, the chain makes the signature cover those entries.
+                    witness.check(conn)
                 except LedgerTampered as exc:
                     raise tampered(exc, witness.identity.msp_id) from None
             row = conn.execute("SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1").fetchone()
@@ -139,6 +163,9 @@ class BatchCommit:
             for inbox_id, payload in waiting:
                 outcome, seq, prev = self._one(payload, seq, prev, now)
                 out[inbox_id] = outcome
+            # A refused transaction older than the clock allows can never pass check_time.
+            stale = fmt_time(now - 2 * MAX_CLOCK_SKEW)
+            conn.execute("DELETE FROM refused WHERE timestamp < ?", (stale,))
             if seq >= first:
                 sig = self.committer.sign(commit_bytes(seq, prev, self.committer.msp_id))
                 record = commit_record(self.committer.msp_id, self.committer.cert_pem, sig)
@@ -159,38 +186,85 @@ class BatchCommit:
     ) -> tuple[dict[str, Any], int, str]:
         try:
             item = decode_item(payload)
-        except (ValueError, KeyError, TypeError):
-            return (
-                {
-                    "status": "error",
-                    "tx_id": None,
-                    "code": LEDGER_ERROR,
-                    "message": "an unreadable transaction was dropped from the inbox",
-                },
-                seq,
-                prev,
-            )
-        tx_id = item.proposal.tx_id
-        done = self.conn.execute("SELECT seq FROM txlog WHERE tx_id = ?", (tx_id,)).fetchone()
-        if done is not None:
+            tx_id = item.proposal.tx_id
+            item.endorsement()  # keys must be text
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeError):
+            return _error(None, LEDGER_ERROR, UNREADABLE), seq, prev
+        done = self.conn.execute(
+            "SELECT seq, body FROM txlog WHERE tx_id = ? AND seq >= 1", (tx_id,)
+        ).fetchone()
+        if done is not None and carries(bytes(done[1]), tx_id):
             # Committed by a process that died before it could leave the outcome.
             return {"status": "ok", "tx_id": tx_id, "seq": done[0]}, seq, prev
+        refused = "SELECT 1 FROM refused WHERE tx_id = ?"
+        if self.conn.execute(refused, (tx_id,)).fetchone():
+            message = f"transaction {tx_id} was refused before; a refused proposal never commits"
+            return _error(tx_id, LEDGER_ERROR, message), seq, prev
         try:
             check_item(item, self.signatures, now)
-        except LedgerError as exc:
-            return (
-                {"status": "error", "tx_id": tx_id, "code": exc.code, "message": exc.message},
-                seq,
-                prev,
-            )
-        try:
             validate(self.conn, item.effects)
-        except ReadConflict as exc:
-            self.stats.conflicts += 1
-            return {"status": "conflict", "tx_id": tx_id, "key": b64(exc.key)}, seq, prev
+            reexecute(self.conn, item)
+        except (ReadConflict, LedgerError) as exc:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO refused (tx_id, timestamp) VALUES (?, ?)",
+                (tx_id, item.proposal.timestamp),
+            )
+            if isinstance(exc, ReadConflict):
+                self.stats.conflicts += 1
+                return {"status": "conflict", "tx_id": tx_id, "key": b64(exc.key)}, seq, prev
+            return _error(tx_id, exc.code, exc.message), seq, prev
         seq += 1
         prev = apply(self.conn, item, seq, prev)
         return {"status": "ok", "tx_id": tx_id, "seq": seq}, seq, prev
+
+
+UNREADABLE = "an unreadable transaction was dropped from the inbox"
+
+
+def _error(tx_id: str | None, code: str, message: str) -> dict[str, Any]:
+    return {"status": "error", "tx_id": tx_id, "code": code, "message": message}
+
+
+def carries(body: bytes, tx_id: str) -> bool:
+    """Whether the log entry `body` is transaction `tx_id`'s."""
+    try:
+        return bool(json.loads(body)["proposal"]["tx_id"] == tx_id)
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return False
+
+
+def reexecute(conn: sqlite3.Connection, item: Item) -> None:
+    """Run the contract again on the state the batch has reached and require exactly the
+    effects and answer the endorser signed: an organization's key signs only what the
+    contract does, never a write set of its own making. Its read set was just validated,
+    so an honest endorsement executes the same way."""
+    p = item.proposal
+    if args_digest(p.fn, item.args) != p.args_digest:
+        raise LedgerError(
+            LEDGER_ERROR, f"the arguments of transaction {p.tx_id} do not match its digest"
+        )
+    stub = SnapshotStub(
+        conn,
+        tx_id=p.tx_id,
+        timestamp=p.timestamp,
+        creator=Creator(p.msp_id, p.cert_pem),
+        actor=p.actor,
+    )
+    try:
+        result: bytes | None = contract.invoke(stub, p.fn, list(item.args))
+    except ContractError:
+        result = None
+    finally:
+        stub.close()
+    if result is None or stub.effects().endorsement(result_hash(result), item.args) != (
+        item.endorsement()
+    ):
+        raise LedgerError(
+            ENDORSEMENT_MISMATCH,
+            f"transaction {p.tx_id}: the effects '{p.msp_id}' signed are not what {p.fn} "
+            "does on the ledger's state; it was not committed",
+            p.tx_id,
+        )
 
 
 def validate(conn: sqlite3.Connection, effects: Effects) -> None:
@@ -223,7 +297,7 @@ def apply(conn: sqlite3.Connection, item: Item, seq: int, prev: str) -> str:
         "VALUES (?, ?, ?, ?, ?, ?)",
         [(k, seq, p.tx_id, p.timestamp, int(v is None), v) for k, v in writes],
     )
-    body = entry_body(seq, prev, p, effects.endorsement(item.result_hash), item.signature)
+    body = entry_body(seq, prev, p, item.endorsement(), item.signature)
     entry_hash = digest_of(body)
     conn.execute(
         "INSERT INTO txlog (seq, tx_id, body, hash, signature) VALUES (?, ?, ?, ?, ?)",

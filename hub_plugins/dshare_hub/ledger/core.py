@@ -1,21 +1,20 @@
-"""The embedded ledger's synchronous core: verify, simulate on a snapshot, group-commit.
+"""The embedded ledger's synchronous core: simulate on a snapshot, endorse, group-commit.
 
-Each transaction is signed by its organization, executed against a consistent snapshot
-(no lock held), then validated and applied under the single write lock: every read-set
-version and every scanned range is re-checked first, as Fabric's MVCC validation does, so of
-two leases of one exclusive asset exactly one commits. Transactions that arrive while a
-batch is being made durable wait and share the next commit: one fsync for many writers.
-Several processes may share one file; a lock file orders their batches.
+Each transaction is executed against a consistent snapshot (no lock held) and signed with
+its effects by its organization, then validated and applied under the single write lock:
+its endorsement and every read-set version and scanned range are re-checked first, as
+Fabric's committing peers do, so of two leases of one exclusive asset exactly one commits.
+Transactions that arrive while a batch is being made durable wait and share the next commit
+(`groupcommit.py`): one fsync for many writers. Several processes may share one file; a
+lock file orders their batches. A broker's witness (`witness.py`) checks what it extends.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import secrets
 import sqlite3
 import threading
@@ -32,6 +31,7 @@ from dshare_chaincode.stub import Creator, partial_key_range
 from dshare_chaincode.tx import fmt_time
 
 from . import LedgerError
+from .chain import Problem, blob
 from .commit import (
     IDENTITY_REJECTED,
     LEDGER_ERROR,
@@ -39,15 +39,25 @@ from .commit import (
     BatchCommit,
     CommitStats,
     ReadConflict,
+    carries,
     check_time,
     tampered,
 )
+from .groupcommit import GroupCommit, Pending
 from .identity import IdentityError, OrgIdentity
 from .inbox import Inbox, Item
 from .signatures import Signatures
 from .snapshot import SnapshotStub, scan
 from .store import connect, init_schema
-from .txlog import Proposal, args_digest, endorsed_bytes, new_nonce, new_tx_id, result_hash, unb64
+from .txlog import (
+    Proposal,
+    args_digest,
+    endorsed_bytes,
+    new_nonce,
+    new_tx_id,
+    result_hash,
+    sha256_hex,
+)
 from .verify import verify
 from .witness import LedgerTampered, Witness
 
@@ -79,17 +89,11 @@ class Endorsed:
     result: bytes
     endorser: OrgIdentity
 
+    args: list[str]
+
     def item(self) -> Item:
-        return Item(self.proposal, self.signature, self.stub.effects(), result_hash(self.result))
-
-
-@dataclass
-class _Pending:
-    item: Item
-    endorser: OrgIdentity
-    done: bool = False
-    error: BaseException | None = None
-    seq: int = 0
+        effects, digest = self.stub.effects(), result_hash(self.result)
+        return Item(self.proposal, self.signature, effects, digest, self.args)
 
 
 class LedgerCore:
@@ -99,16 +103,9 @@ class LedgerCore:
         self.path = Path(path)
         init_schema(self.path)
         self._writer = connect(self.path)
-        self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        self._inbox = Inbox(self.path)
-        self._collected: list[int] = []  # outcome ids read, deleted with the next put
         self._local = threading.local()
-        self._thread_write_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._leader = False
         self._orgs: dict[str, str] = {}
         # The brokers' own memories of the ledger (witness.py); without one, the CAs
         # registered in the file are trusted (tests, `dshare ledger` commands).
@@ -116,6 +113,7 @@ class LedgerCore:
         self.signatures = Signatures(self._ca_for, self._unknown_org)
         self._refusal: LedgerError | None = None
         self.stats = CommitStats()
+        self._group = GroupCommit(self.path, self._process, self.stats)
         self._closed = False
         # (head sequence, sorted expiries of active leases at that head), for state_token.
         self._expiries: tuple[int, list[str]] | None = None
@@ -148,14 +146,17 @@ class LedgerCore:
                 conn.close()
             self._readers.clear()
         self._writer.close()
-        self._inbox.close()
-        os.close(self._lock_fd)
+        self._group.close()
 
     # -- organizations -----------------------------------------------------------------------
 
+    @property
+    def _inbox(self) -> Inbox:
+        return self._group.inbox
+
     def register_org(self, msp_id: str, ca_cert_pem: str) -> None:
         """Trust `ca_cert_pem` as `msp_id`'s CA (adding an org to a running ledger)."""
-        with self._write_lock():
+        with self._group.write_lock():
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 row = self._writer.execute(
@@ -234,17 +235,39 @@ class LedgerCore:
         self._refuse_if_tampered()
         try:
             if full:
-                report = verify(self.path, [witness.directory])
+                try:
+                    report = verify(self.path, [witness.directory])
+                except Exception as exc:
+                    raise LedgerTampered(
+                        Problem(0, f"the ledger cannot be verified ({type(exc).__name__})")
+                    ) from None
                 if not report.ok:
                     raise LedgerTampered(report.problems[0], len(report.problems) - 1)
-                witness.verified(report.entries, report.head_hash)
-            with self._snapshot() as conn:
-                head = witness.check(conn, signatures=True)
+                with witness.lock:
+                    witness.verified(report.entries, report.head_hash, report.tx_seqs)
+            self._look(witness, reason, durable=True)
         except LedgerTampered as exc:
             self._refuse(tampered(exc, witness.identity.msp_id))
             raise self._refusal from None  # type: ignore[misc]
-        if head[0]:
-            witness.record(*head, reason, durable=True)
+
+    def _look(self, witness: Witness, reason: str, *, durable: bool = False) -> None:
+        """Check what was added since `witness` last looked and checkpoint the head."""
+        with witness.lock, self._snapshot() as conn:
+            head = witness.check(conn)
+            if head[0]:
+                witness.record(*head, reason, durable=durable)
+
+    def _catch_up(self, seq: int, reason: str) -> None:
+        """Look with every witness that has not seen `seq` yet (after a commit another
+        process made for us, before answering a read of a newer ledger): so every broker
+        checkpoints what it was told or shown, and a committer cannot take it back."""
+        for witness in self.witnesses:
+            if witness.latest is None or witness.latest.seq < seq:
+                try:
+                    self._look(witness, reason)
+                except LedgerTampered as exc:
+                    self._refuse(tampered(exc, witness.identity.msp_id))
+                    raise self._refusal from None  # type: ignore[misc]
 
     def _refuse(self, error: LedgerError) -> None:
         if self._refusal is None:
@@ -314,8 +337,13 @@ class LedgerCore:
 
         Unsigned: a query never reaches the log and this core checks no signature on it, so
         signing one (as `propose` does for a submit) would only cost an ECDSA operation.
+        A broker answering from a ledger newer than it last looked first checks and
+        checkpoints it: what it acts on (a lease it mounts) can then not be taken back.
         """
         self._refuse_if_tampered()
+        if self.witnesses:
+            (head,) = self._reader().execute("SELECT coalesce(max(seq), 0) FROM txlog").fetchone()
+            self._catch_up(int(head), "read")
         proposal = Proposal(
             tx_id=secrets.token_hex(32),
             timestamp=fmt_time(datetime.now(UTC)),
@@ -411,94 +439,38 @@ class LedgerCore:
                 proposal.tx_id,
             )
         stub, result = self._simulate(proposal, args)
-        endorsement = stub.effects().endorsement(result_hash(result))
+        endorsement = stub.effects().endorsement(result_hash(result), args)
         signature = identity.sign(endorsed_bytes(proposal.as_dict(), endorsement))
-        return Endorsed(proposal, signature, stub, result, identity)
+        return Endorsed(proposal, signature, stub, result, identity, list(args))
 
     def commit(self, endorsed: Endorsed) -> bytes:
         """Validate and append durably (sharing an fsync with concurrent commits); raises
         ReadConflict when something it read changed since it was executed."""
         self._refuse_if_tampered()
-        pending = _Pending(endorsed.item(), endorsed.endorser)
-        self._group_commit(pending)
+        pending = Pending(endorsed.item(), endorsed.endorser)
+        self._group.commit(pending)
         if pending.error is not None:
             raise pending.error
+        self._confirm(endorsed.proposal.tx_id, pending.seq)
+        self._catch_up(pending.seq, "commit")
         return endorsed.result
 
-    # -- group commit --------------------------------------------------------------------------
-
-    def _group_commit(self, pending: _Pending) -> None:
-        with self._cond:
-            self._queue.append(pending)
-            while not pending.done and self._leader:
-                self._cond.wait()
-            if pending.done:
-                return
-            self._leader = True
-            batch, self._queue = self._queue, []
-        try:
-            self._commit_batch(batch)
-        finally:
-            with self._cond:
-                self._leader = False
-                self._cond.notify_all()
-
-    def _write_lock(self) -> contextlib.AbstractContextManager[None]:
-        return self._lock(fcntl.LOCK_EX)
-
-    @contextlib.contextmanager
-    def _lock(self, mode: int) -> Iterator[None]:
-        # flock wakes a waiting process at once; SQLite's busy handler would sleep and poll.
-        # flock does not exclude threads sharing the descriptor, hence the thread lock too.
-        with self._thread_write_lock:
-            fcntl.flock(self._lock_fd, mode)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
-    def _commit_batch(self, batch: list[_Pending]) -> None:
-        try:
-            forget, self._collected = self._collected, []
-            ids = self._inbox.put([p.item for p in batch], forget)
-            try:
-                outcomes = self._await_outcomes(ids, batch)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._inbox.discard(ids)
-                raise
-            for inbox_id, item in zip(ids, batch, strict=True):
-                self._settle(item, outcomes.get(inbox_id))
-        except BaseException as exc:
-            for item in batch:
-                if item.error is None and not item.seq:
-                    item.error = exc
-        finally:
-            self.stats.batches += 1
-            self.stats.transactions += len(batch)
-            self.stats.sizes.append(len(batch))
-            with self._cond:
-                for item in batch:
-                    item.done = True
-
-    def _await_outcomes(self, ids: list[int], batch: list[_Pending]) -> dict[int, Any]:
-        # A shared lock is granted to every waiter at once when the committing process lets
-        # go, so the processes whose transactions it carried all see their outcomes together
-        # instead of taking the exclusive lock one after another.
-        with self._lock(fcntl.LOCK_SH):
-            outcomes = self._inbox.outcomes(ids)
-        if len(outcomes) == len(ids):
-            self._collected.extend(ids)
-            return outcomes
-        with self._write_lock():
-            outcomes = self._inbox.outcomes(ids)
-            self._collected.extend(outcomes)
-            if len(outcomes) < len(ids):
-                # Nobody committed ours yet: commit everything waiting, ours included.
-                processed = self._process(self._inbox.waiting(), batch[0].endorser)
-                self._inbox.finish(processed, keep_for=set(ids))
-                outcomes.update({i: processed[i] for i in ids if i in processed})
-        return outcomes
+    def _confirm(self, tx_id: str, seq: int) -> None:
+        """Believe an outcome another process left in the inbox only if the log says so."""
+        row = (
+            self._reader()
+            .execute("SELECT body, hash FROM txlog WHERE seq = ? AND seq >= 1", (seq,))
+            .fetchone()
+        )
+        body = blob(row[0]) if row else b""
+        if row is None or sha256_hex(body) != row[1] or not carries(body, tx_id):
+            raise LedgerError(
+                LEDGER_ERROR,
+                f"transaction {tx_id} was reported committed at sequence {seq}, but the log "
+                "holds no such entry there; it may not be recorded: look for it with "
+                "`dshare ledger log` and run `dshare ledger verify`",
+                tx_id,
+            )
 
     def _process(
         self, waiting: list[tuple[int, bytes]], endorser: OrgIdentity
@@ -513,23 +485,6 @@ class LedgerCore:
             if exc.code == LEDGER_TAMPERED:
                 self._refuse(exc)
             raise
-
-    @staticmethod
-    def _settle(item: _Pending, outcome: dict[str, Any] | None) -> None:
-        tx_id = item.item.proposal.tx_id
-        if outcome is None or outcome.get("tx_id") != tx_id:
-            item.error = LedgerError(
-                LEDGER_ERROR,
-                f"the outcome of transaction {tx_id} was lost; look for it with "
-                "`dshare ledger log` before retrying",
-                tx_id,
-            )
-        elif outcome["status"] == "ok":
-            item.seq = int(outcome["seq"])
-        elif outcome["status"] == "conflict":
-            item.error = ReadConflict(unb64(outcome["key"]))
-        else:
-            item.error = LedgerError(outcome["code"], outcome["message"], tx_id)
 
 
 def _active_expiries(conn: sqlite3.Connection) -> list[str]:

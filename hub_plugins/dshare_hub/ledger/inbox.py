@@ -45,6 +45,10 @@ class Item:
     signature: bytes
     effects: Effects
     result_hash: str
+    args: list[str]  # the committer re-runs the contract with them (`commit.py`)
+
+    def endorsement(self) -> dict[str, Any]:
+        return self.effects.endorsement(self.result_hash, self.args)
 
 
 def encode(item: Item) -> bytes:
@@ -66,12 +70,15 @@ def encode(item: Item) -> bytes:
             "w": [[b64(k), None if v is None else b64(v)] for k, v in e.writes.items()],
             "e": None if e.event is None else [e.event[0], b64(e.event[1])],
             "h": item.result_hash,
+            "a": item.args,
         },
         separators=(",", ":"),
     ).encode()
 
 
 def decode(payload: bytes) -> Item:
+    """The item in `payload`; raises ValueError, KeyError, TypeError or AttributeError (or
+    RecursionError, UnicodeError) on anything else: the inbox is writable by others."""
     d = json.loads(payload)
     ranges = [
         RangeRead(
@@ -85,7 +92,10 @@ def decode(payload: bytes) -> Item:
         writes={unb64(k): None if v is None else unb64(v) for k, v in d["w"]},
         event=None if d["e"] is None else (d["e"][0], unb64(d["e"][1])),
     )
-    return Item(Proposal.from_dict(d["p"]), unb64(d["s"]), effects, str(d["h"]))
+    args = d["a"]
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise TypeError("args")
+    return Item(Proposal.from_dict(d["p"]), unb64(d["s"]), effects, str(d["h"]), args)
 
 
 class Inbox:

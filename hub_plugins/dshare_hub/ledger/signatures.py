@@ -90,7 +90,7 @@ class Signatures:
             data = json.loads(record)
             committer, cert_pem = str(data["committer"]), str(data["cert_pem"])
             signature = unb64(data["signature"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
             return "the commit signature is not a readable commit record (altered bytes)"
         try:
             cert = self.certificate(committer, cert_pem, at)

@@ -33,9 +33,11 @@ class Effects:
     writes: dict[bytes, bytes | None]
     event: tuple[str, bytes] | None
 
-    def endorsement(self, result_hash: str) -> dict[str, Any]:
-        """These effects as the log records and the endorser signs them (`txlog`)."""
+    def endorsement(self, result_hash: str, args: Sequence[str]) -> dict[str, Any]:
+        """These effects of running a proposal with `args`, as the log records and the
+        endorser signs them (`txlog`): with the arguments, anyone can run it again."""
         return {
+            "args": list(args),
             "reads": [[k.decode(), v] for k, v in sorted(self.reads.items())],
             "ranges": [
                 [

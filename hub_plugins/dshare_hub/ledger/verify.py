@@ -12,15 +12,21 @@ registered organizations).
 from __future__ import annotations
 
 import binascii
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chain import ChainWalker, Problem, rows, seen_in_walk
+from dshare_chaincode import contract
+from dshare_chaincode.errors import ContractError
+from dshare_chaincode.stub import Creator
+
+from .chain import ChainWalker, Entry, Problem, blob, file_problems, rows
 from .signatures import Signatures
-from .store import connect
-from .txlog import GENESIS_HASH, unb64
+from .snapshot import SnapshotStub
+from .store import SCHEMA, connect
+from .txlog import GENESIS_HASH, args_digest, result_hash, unb64
 from .witness import WitnessRecord, fingerprint, read_witness
 
 MAX_PROBLEMS = 200
@@ -36,6 +42,7 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     witnesses: list[str] = field(default_factory=list)  # organizations whose checkpoints held
     checkpoints: int = 0
+    tx_seqs: dict[str, int] = field(default_factory=dict)  # every transaction id: its entry
 
     @property
     def ok(self) -> bool:
@@ -51,34 +58,76 @@ class VerifyReport:
 
 
 class _Replay:
+    """The world state rebuilt from the log in a private in-memory database, each entry run
+    again there, on the state before it, with its own arguments, time and creator."""
+
     def __init__(self) -> None:
-        self.state: dict[bytes, tuple[bytes, int]] = {}
+        self.db = sqlite3.connect(":memory:", isolation_level=None)
+        self.db.executescript(SCHEMA)
         self.history: dict[tuple[bytes, int], tuple[str, str, int, bytes | None]] = {}
         self.deleted: dict[bytes, int] = {}  # key -> the entry that last deleted it
 
+    def state(self) -> dict[bytes, tuple[bytes, int]]:
+        rows = self.db.execute("SELECT key, value, version FROM state")
+        return {bytes(k): (bytes(v), int(ver)) for k, v, ver in rows}
+
+    def rerun(self, report: VerifyReport, entry: Entry) -> None:
+        """Whether the entry's effects are what the contract does: an organization's key
+        signs what its broker says happened, and only running it again shows it did."""
+        p, e = entry.proposal, entry.endorsement
+        if args_digest(p.fn, e["args"]) != p.args_digest:
+            report.add(entry.seq, "the entry's arguments do not match its proposal's digest")
+            return
+        stub = SnapshotStub(
+            self.db,
+            tx_id=p.tx_id,
+            timestamp=p.timestamp,
+            creator=Creator(p.msp_id, p.cert_pem),
+            actor=p.actor,
+        )
+        try:
+            result = contract.invoke(stub, p.fn, list(e["args"]))
+        except ContractError as exc:
+            report.add(
+                entry.seq,
+                f"{p.fn} run again on the state before this entry is refused ({exc.code}): "
+                "the entry records effects the contract does not produce",
+            )
+            return
+        except Exception as exc:
+            report.add(entry.seq, f"{p.fn} cannot run again here ({type(exc).__name__})")
+            return
+        finally:
+            stub.close()
+        if stub.effects().endorsement(result_hash(result), e["args"]) != e:
+            report.add(
+                entry.seq,
+                f"the entry's effects are not what {p.fn} does on the state before it (its "
+                "reads, writes or answer were made up)",
+            )
+
     def apply(self, report: VerifyReport, seq: int, tx_id: str, ts: str, e: dict[str, Any]) -> None:
-        for key_text, version in e.get("reads", []):
-            key = str(key_text).encode()
-            replayed = self.state.get(key, (b"", 0))[1]
-            if replayed != version:
-                report.add(
-                    seq,
-                    f"the read set claims version {version} of key {key_text!r} but the "
-                    f"replayed ledger had version {replayed}",
-                )
-        for key_text, value_b64 in e.get("writes", []):
-            key = str(key_text).encode()
+        for key_text, value_b64 in e["writes"]:
+            key = key_text.encode()
             try:
                 value = None if value_b64 is None else unb64(value_b64)
-            except (binascii.Error, ValueError, AttributeError):
+            except (binascii.Error, ValueError):
                 report.add(seq, f"the write set value of key {key_text!r} is not base64")
                 continue
             if value is None:
-                self.state.pop(key, None)
+                self.db.execute("DELETE FROM state WHERE key = ?", (key,))
                 self.deleted[key] = seq
             else:
-                self.state[key] = (value, seq)
+                self.db.execute(
+                    "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
+                    (key, value, seq),
+                )
                 self.deleted.pop(key, None)
+            self.db.execute(
+                "INSERT OR REPLACE INTO history (key, seq, tx_id, timestamp, is_delete, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key, seq, tx_id, ts, int(value is None), value),
+            )
             self.history[(key, seq)] = (tx_id, ts, int(value is None), value)
 
 
@@ -94,12 +143,18 @@ def _trust(
             "a deliberate rewrite or a cut-off tail cannot be detected"
         )
         return dict(registered)
+    # An organization's entries count only if every witness trusts the same CA for it: one
+    # broker that pinned an org (on first sight, or by a rogue operator) vouches for nobody.
     trusted: dict[str, str] = {}
-    for w in witnesses:
-        for msp, ca in w.orgs.items():
-            have = trusted.setdefault(msp, ca)
-            if have != ca:
-                report.add(0, f"the witnesses trust different CA certificates for '{msp}'")
+    for msp in sorted({m for w in witnesses for m in w.orgs}):
+        cas = {w.orgs.get(msp) for w in witnesses}
+        if len(cas) == 1:
+            trusted[msp] = str(cas.pop())
+        elif None in cas:
+            names = ", ".join(w.org for w in witnesses if msp in w.orgs)
+            report.add(0, f"'{msp}' is trusted by {names} only: its entries are not vouched for")
+        else:
+            report.add(0, f"the witnesses trust different CA certificates for '{msp}'")
     for msp, ca in registered.items():
         if msp in trusted and trusted[msp] != ca:
             report.add(
@@ -154,20 +209,29 @@ def verify(path: str | Path, witnesses: Sequence[str | Path] = ()) -> VerifyRepo
     conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
     try:
         conn.execute("BEGIN")  # one snapshot, even while brokers keep committing
-        registered = dict(conn.execute("SELECT msp_id, ca_cert_pem FROM orgs").fetchall())
+        for problem in file_problems(conn):
+            report.add(problem.seq, problem.message)
+        registered = {
+            str(m): str(c) for m, c in conn.execute("SELECT msp_id, ca_cert_pem FROM orgs")
+        }
         trusted = _trust(report, records, registered)
         unknown = (
             (lambda msp: f"organization '{msp}' is trusted by none of the witnesses given")
             if records
             else (lambda msp: f"organization '{msp}' has no registered CA")
         )
-        walker = ChainWalker(Signatures(trusted.get, unknown), first_seq=seen_in_walk())
+        seen = report.tx_seqs
+        walker = ChainWalker(
+            Signatures(trusted.get, unknown),
+            first_seq=lambda tx_id, seq: seen.setdefault(tx_id, seq),
+        )
         replay = _Replay()
         hashes: dict[int, str] = {}
         for entry in walker.walk(rows(conn)):
             if entry.seq in wanted:
                 hashes[entry.seq] = entry.hash
             p = entry.proposal
+            replay.rerun(report, entry)
             replay.apply(report, entry.seq, p.tx_id, p.timestamp, entry.endorsement)
         for problem in walker.problems:
             report.add(problem.seq, problem.message)
@@ -185,9 +249,10 @@ def verify(path: str | Path, witnesses: Sequence[str | Path] = ()) -> VerifyRepo
 
 def _compare_state(conn: Any, replay: _Replay, report: VerifyReport) -> None:
     rows = conn.execute("SELECT key, value, version FROM state")
-    stored: dict[bytes, tuple[bytes, int]] = {bytes(k): (bytes(v), ver) for k, v, ver in rows}
-    for key in sorted(stored.keys() | replay.state.keys()):
-        have, want = stored.get(key), replay.state.get(key)
+    stored: dict[bytes, tuple[bytes, int]] = {blob(k): (blob(v), ver) for k, v, ver in rows}
+    replayed = replay.state()
+    for key in sorted(stored.keys() | replayed.keys()):
+        have, want = stored.get(key), replayed.get(key)
         if have == want:
             continue
         shown = key.decode(errors="replace")
@@ -205,7 +270,7 @@ def _compare_state(conn: Any, replay: _Replay, report: VerifyReport) -> None:
 
 def _compare_history(conn: Any, replay: _Replay, report: VerifyReport) -> None:
     stored = {
-        (bytes(k), seq): (tx, ts, d, None if v is None else bytes(v))
+        (blob(k), seq): (tx, ts, d, None if v is None else blob(v))
         for k, seq, tx, ts, d, v in conn.execute(
             "SELECT key, seq, tx_id, timestamp, is_delete, value FROM history"
         )

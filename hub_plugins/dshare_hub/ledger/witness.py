@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from dshare_chaincode.tx import fmt_time
 
-from .chain import ChainWalker, Problem, first_in_file, rows
+from .chain import ChainWalker, Problem, blob, file_problems, rows
 from .identity import IdentityError, OrgIdentity, check_chain, verify_signature
 from .signatures import Signatures
 from .txlog import GENESIS_HASH, canonical, sha256_hex
@@ -88,7 +89,10 @@ class Checkpoint:
 
 
 def fingerprint(pem: str) -> str:
-    der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+    try:
+        der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+    except (ValueError, TypeError, AttributeError):
+        return "an unreadable certificate"
     return hashlib.sha256(der).hexdigest()[:16]
 
 
@@ -192,8 +196,12 @@ class Witness:
         self.latest: Checkpoint | None = None
         self.new = False
         self._count = 0
-        # Signatures are checked up to here (in this process's life); hashes up to `latest`.
+        # Checked up to here in this process's life, with every transaction id seen so far
+        # (read from the entries, so a replayed one is found whatever the tx_id column says).
         self._verified: tuple[int, str] = (0, GENESIS_HASH)
+        self._tx_seqs: dict[str, int] | None = None
+        # One check or checkpoint at a time: commits, reads and the reaper all make them.
+        self.lock = threading.RLock()
         self.signatures = Signatures(self.ca_for)
         self._load()
 
@@ -255,10 +263,11 @@ class Witness:
                 ", ".join(f"{m} {fingerprint(c)}" for m, c in sorted(added.items())),
             )
 
-    def verified(self, seq: int, entry_hash: str) -> None:
-        """Every signature up to `seq` was checked (by a full `verify`)."""
+    def verified(self, seq: int, entry_hash: str, tx_seqs: dict[str, int]) -> None:
+        """Every entry up to `seq` was checked by a full `verify`, which found `tx_seqs`."""
         if seq >= self._verified[0]:
             self._verified = (seq, entry_hash)
+            self._tx_seqs = dict(tx_seqs)
 
     def ca_for(self, msp_id: str) -> str | None:
         return self.orgs.get(msp_id)
@@ -286,11 +295,23 @@ class Witness:
 
     # -- checks ----------------------------------------------------------------------------
 
-    def check(self, conn: Any, *, signatures: bool) -> tuple[int, str]:
+    def check(self, conn: Any) -> tuple[int, str]:
         """Raise LedgerTampered unless the log at `conn` (inside a read transaction) extends
-        the last checkpoint; return its head. `signatures` also checks every signature of the
-        entries this process has not checked yet."""
+        the last checkpoint and every entry this process has not checked yet is intact,
+        signed and new; return the head. Take `lock` around it and `record`."""
+        try:
+            return self._check(conn)
+        except LedgerTampered:
+            raise
+        except Exception as exc:
+            raise LedgerTampered(
+                Problem(0, f"the ledger file cannot be read as a ledger ({type(exc).__name__})")
+            ) from None
+
+    def _check(self, conn: Any) -> tuple[int, str]:
         self._check_orgs(conn)
+        for problem in file_problems(conn):
+            raise LedgerTampered(problem)
         org = self.identity.msp_id
         head_row = conn.execute("SELECT max(seq) FROM txlog").fetchone()
         head = int(head_row[0] or 0)
@@ -305,7 +326,7 @@ class Witness:
                     )
                 )
             row = conn.execute("SELECT body, hash FROM txlog WHERE seq = ?", (cp.seq,)).fetchone()
-            if row is None or row[1] != cp.hash or sha256_hex(bytes(row[0])) != cp.hash:
+            if row is None or row[1] != cp.hash or sha256_hex(blob(row[0])) != cp.hash:
                 raise LedgerTampered(
                     Problem(
                         cp.seq,
@@ -313,21 +334,27 @@ class Witness:
                         "(history rewritten at or before this sequence)",
                     )
                 )
-        start = self._verified if signatures else (cp.seq, cp.hash) if cp else (0, GENESIS_HASH)
+        start = self._verified
+        if self._tx_seqs is None:  # nothing walked from genesis yet in this process
+            start, self._tx_seqs = (0, GENESIS_HASH), {}
+        seen = self._tx_seqs
         walker = ChainWalker(
-            self.signatures if signatures else None,
+            self.signatures,
             after_seq=start[0],
             after_hash=start[1],
-            first_seq=first_in_file(conn) if signatures else None,
+            first_seq=lambda tx_id, seq: seen.setdefault(tx_id, seq),
         )
         for entry in walker.walk(rows(conn, start[0])):
             if cp is not None and entry.seq == cp.seq and entry.hash != cp.hash:
                 walker.add(cp.seq, f"the entry differs from the one {org}'s broker saw on {cp.at}")
         if walker.problems:
+            # What this walk learnt is not trusted: the next check walks it again.
+            for tx_id, seq in list(seen.items()):
+                if seq > start[0]:
+                    del seen[tx_id]
             first = min(walker.problems, key=lambda p: p.seq)
             raise LedgerTampered(first, len(walker.problems) - 1)
-        if signatures:
-            self._verified = (walker.head_seq, walker.head_hash)
+        self._verified = (walker.head_seq, walker.head_hash)
         return walker.head_seq, walker.head_hash
 
     def _check_orgs(self, conn: Any) -> None:
