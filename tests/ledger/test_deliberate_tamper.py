@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from ledger_forgery import LedgerFile, find, rerun_with, rewrite_writes
 from ledger_helpers import asset_json
 
+from dshare_chaincode.tx import fmt_time, parse_time
 from dshare_hub.ledger import LedgerError
 from dshare_hub.ledger.core import LedgerCore
 from dshare_hub.ledger.identity import OrgIdentity, create_org, make_identity_files
@@ -300,3 +302,21 @@ def test_a_full_audit_finds_state_changed_under_an_intact_log(world):
         "the ledger does not extend what UiS's broker saw: seq 3: world state of key "
         f"'lease/{world.lease['id']}' differs from what this entry wrote"
     )
+
+
+def test_an_entry_dated_back(world):
+    """UiO's admin re-signs its last entry as if made four and a half minutes earlier (a
+    key kept after it was retired could append entries dated back to when it was valid):
+    verify names it, even without checkpoints. (The certificates here are five minutes
+    old: further back, their validity already refuses it.)"""
+    log = LedgerFile(world.db)
+    entries = log.entries()
+    i = find(entries, "ReleaseLease", "UiO")
+    at = parse_time(entries[i].proposal["timestamp"]) - timedelta(seconds=270)
+    args = [world.released["id"]]
+    rerun_with(entries, i, args, world.ids["UiO"], timestamp=fmt_time(at))
+    log.write(entries, keys={"UiO": world.ids["UiO"]})
+    assert [str(p) for p in verify(world.db).problems] == [
+        f"seq {i + 1}: the entry is timestamped {fmt_time(at)}, before entries already "
+        "committed by more than the clock allows (backdated)"
+    ]

@@ -149,7 +149,14 @@ class LedgerFile:
             conn.close()
 
 
-def rerun_with(entries: list[Forged], index: int, args: list[str], key: OrgIdentity) -> None:
+def rerun_with(
+    entries: list[Forged],
+    index: int,
+    args: list[str],
+    key: OrgIdentity,
+    *,
+    timestamp: str | None = None,
+) -> None:
     """What a careful key holder does: run its own entry again with other arguments on the
     state before it (the contract is public), so its effects are what the contract does,
     and sign that. Entries after it still replay: they read the same keys at the same
@@ -168,6 +175,8 @@ def rerun_with(entries: list[Forged], index: int, args: list[str], key: OrgIdent
                 )
     entry = entries[index]
     proposal = dict(entry.proposal, args_digest=args_digest(entry.proposal["fn"], args))
+    if timestamp is not None:
+        proposal["timestamp"] = timestamp
     p = Proposal.from_dict(proposal)
     stub = SnapshotStub(
         db,

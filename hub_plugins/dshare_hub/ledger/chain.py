@@ -17,7 +17,7 @@ from typing import Any
 from dshare_chaincode.tx import parse_time
 
 from .signatures import Signatures
-from .txlog import FORMAT, GENESIS_HASH, Proposal, new_tx_id, sha256_hex, unb64
+from .txlog import FORMAT, GENESIS_HASH, MAX_CLOCK_SKEW, Proposal, new_tx_id, sha256_hex, unb64
 
 Row = tuple[int, str, bytes, str, bytes]  # seq, tx_id, body, hash, signature (commit record)
 ROWS_SQL = "SELECT seq, tx_id, body, hash, signature FROM txlog"
@@ -98,14 +98,13 @@ def rows(conn: Any, after_seq: int = 0) -> Iterator[Row]:
 class ChainWalker:
     """Feed it rows in log order, starting after (`after_seq`, `after_hash`).
 
-    `signatures` None checks hashes, links and positions only (the cheap check a broker
-    makes at every commit). `first_seq(tx_id, seq)` names the first entry that carried a
+    `first_seq(tx_id, seq)` names the first entry that carried a
     transaction (from the entries walked so far), to find replayed ones.
     """
 
     def __init__(
         self,
-        signatures: Signatures | None,
+        signatures: Signatures,
         *,
         after_seq: int = 0,
         after_hash: str = GENESIS_HASH,
@@ -118,6 +117,7 @@ class ChainWalker:
         self.problems: list[Problem] = []
         self._first_seq = first_seq
         self._uncovered: int | None = None  # first entry no commit signature covers yet
+        self._latest: datetime | None = None  # the latest timestamp of the entries so far
 
     def add(self, seq: int, message: str) -> None:
         self.problems.append(Problem(seq, message))
@@ -201,11 +201,18 @@ class ChainWalker:
                     f"transaction {proposal.tx_id[:16]} was already committed at sequence "
                     f"{first} (a replayed entry)",
                 )
+        if self._latest is not None and timestamp < self._latest - 2 * MAX_CLOCK_SKEW:
+            # Committers refuse proposals more than the skew from their clock, so an entry
+            # this far before one already in the log was dated back (a retired key?).
+            self.add(
+                seq,
+                f"the entry is timestamped {proposal.timestamp}, before entries "
+                "already committed by more than the clock allows (backdated)",
+            )
+        self._latest = max(timestamp, self._latest or timestamp)
         return Entry(seq, digest, proposal, endorsement, timestamp), doc
 
     def _check_endorsement(self, entry: Entry, doc: dict[str, Any]) -> None:
-        if self.signatures is None:
-            return
         try:
             signature = unb64(str(doc.get("signature", "")))
         except (binascii.Error, ValueError):
@@ -219,8 +226,6 @@ class ChainWalker:
 
     def _check_commit(self, seq: int, digest: str, record: bytes, entry: Entry | None) -> None:
         self._uncovered = None
-        if self.signatures is None:
-            return
         at = entry.timestamp if entry is not None else None
         if at is None:
             self.add(seq, "the commit signature cannot be checked: its entry is unreadable")

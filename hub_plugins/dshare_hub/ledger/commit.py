@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from dshare_chaincode import contract
@@ -31,6 +31,7 @@ from .signatures import Signatures
 from .snapshot import Effects, SnapshotStub, scan
 from .txlog import (
     GENESIS_HASH,
+    MAX_CLOCK_SKEW,
     Proposal,
     args_digest,
     b64,
@@ -47,8 +48,6 @@ IDENTITY_REJECTED = "IDENTITY_REJECTED"
 LEDGER_ERROR = "LEDGER_ERROR"
 LEDGER_TAMPERED = "LEDGER_TAMPERED"
 ENDORSEMENT_MISMATCH = "ENDORSEMENT_MISMATCH"
-# A proposal's timestamp decides lease expiry, so an org must not be able to backdate one.
-MAX_CLOCK_SKEW = timedelta(seconds=120)
 
 
 def display_key(key: bytes) -> str:

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 GENESIS_HASH = "0" * 64
@@ -89,6 +90,9 @@ def key_text(key: bytes) -> str:
 
 
 FORMAT = 2  # log entries with endorsements and per-batch commit signatures
+# A proposal's timestamp decides lease expiry, so an org must not be able to backdate one:
+# committers refuse proposals further than this from their clock.
+MAX_CLOCK_SKEW = timedelta(seconds=120)
 
 
 def result_hash(result: bytes) -> str:
