@@ -19,6 +19,7 @@ import pytest_asyncio
 from ledger_helpers import asset_json
 
 from dshare_hub.ledger import LedgerError
+from dshare_hub.ledger import chain as chain_module
 from dshare_hub.ledger import commit as commit_module
 from dshare_hub.ledger import core as core_module
 from dshare_hub.ledger.core import LedgerCore
@@ -55,7 +56,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
             return real.now(tz) + clock.offset
 
     # The committer checks each proposal's time against its own clock: the same machine's.
-    for module in (core_module, commit_module):
+    for module in (core_module, commit_module, chain_module):
         monkeypatch.setattr(module, "datetime", Shifted)
     return clock
 

@@ -11,13 +11,23 @@ import binascii
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dshare_chaincode.tx import parse_time
 
 from .signatures import Signatures
-from .txlog import FORMAT, GENESIS_HASH, MAX_CLOCK_SKEW, Proposal, new_tx_id, sha256_hex, unb64
+from .store import TABLES
+from .txlog import (
+    FORMAT,
+    GENESIS_HASH,
+    MAX_CLOCK_SKEW,
+    Proposal,
+    canonical,
+    new_tx_id,
+    sha256_hex,
+    unb64,
+)
 
 Row = tuple[int, str, bytes, str, bytes]  # seq, tx_id, body, hash, signature (commit record)
 ROWS_SQL = "SELECT seq, tx_id, body, hash, signature FROM txlog"
@@ -43,14 +53,14 @@ class Entry:
     timestamp: datetime
 
 
-def _check_shape(e: dict[str, Any]) -> None:
+def check_shape(e: dict[str, Any]) -> None:
     """Raise TypeError unless the endorsement has the shapes replay relies on."""
     if not all(isinstance(e[x], list) for x in ("reads", "writes", "ranges", "args")):
         raise TypeError("endorsement lists")
     if not all(isinstance(a, str) for a in e["args"]):
         raise TypeError("args")
     for key, version in e["reads"]:
-        if not isinstance(key, str) or not isinstance(version, int):
+        if not isinstance(key, str) or type(version) is not int:
             raise TypeError("read")
     for key, value in e["writes"]:
         if not isinstance(key, str) or not (value is None or isinstance(value, str)):
@@ -62,20 +72,30 @@ def _check_shape(e: dict[str, Any]) -> None:
         if not isinstance(exhausted, bool) or not isinstance(results, list):
             raise TypeError("range")
         for key, version in results:
-            if not isinstance(key, str) or not isinstance(version, int):
+            if not isinstance(key, str) or type(version) is not int:
                 raise TypeError("range result")
 
 
 def file_problems(conn: Any) -> list[Problem]:
-    """What is wrong with the file around the log: rows no walk reads, triggers that would
-    rewrite what is written, a lost format record. Sequence 0: the file, not an entry."""
+    """What is wrong with the file around the log: rows no walk reads, anything in its schema
+    dshare did not make (a trigger would rewrite what is written), a lost format record.
+    Sequence 0: the file, not an entry."""
     out = []
     (hidden,) = conn.execute("SELECT count(*) FROM txlog WHERE seq < 1").fetchone()
     if hidden:
         out.append(Problem(0, f"the log holds {hidden} row(s) at sequence 0 or below"))
-    triggers = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
-    if triggers:
-        out.append(Problem(0, f"the ledger file holds triggers ({', '.join(triggers)})"))
+    foreign = [
+        str(name)
+        for kind, name, table in conn.execute("SELECT type, name, tbl_name FROM sqlite_master")
+        if not (
+            (kind == "table" and name in TABLES)
+            or (kind == "index" and str(name).startswith("sqlite_autoindex_") and table in TABLES)
+        )
+    ]
+    if foreign:
+        out.append(
+            Problem(0, f"the ledger file holds what dshare never made: {', '.join(foreign)}")
+        )
     meta = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
     if meta is None or meta[0] != str(FORMAT):
         out.append(Problem(0, "the ledger file's format record is missing or altered"))
@@ -98,8 +118,8 @@ def rows(conn: Any, after_seq: int = 0) -> Iterator[Row]:
 class ChainWalker:
     """Feed it rows in log order, starting after (`after_seq`, `after_hash`).
 
-    `first_seq(tx_id, seq)` names the first entry that carried a
-    transaction (from the entries walked so far), to find replayed ones.
+    `first_seq(tx_id, seq)` names the first entry that carried a transaction (from the
+    entries walked so far), to find replayed ones.
     """
 
     def __init__(
@@ -109,6 +129,7 @@ class ChainWalker:
         after_seq: int = 0,
         after_hash: str = GENESIS_HASH,
         first_seq: Callable[[str, int], int] | None = None,
+        latest: datetime | None = None,
     ) -> None:
         self.signatures = signatures
         self.head_seq = after_seq
@@ -117,7 +138,12 @@ class ChainWalker:
         self.problems: list[Problem] = []
         self._first_seq = first_seq
         self._uncovered: int | None = None  # first entry no commit signature covers yet
-        self._latest: datetime | None = None  # the latest timestamp of the entries so far
+        self._latest = latest  # the latest timestamp of the entries so far
+        self._now = datetime.now(UTC)
+
+    @property
+    def latest(self) -> datetime | None:
+        return self._latest
 
     def add(self, seq: int, message: str) -> None:
         self.problems.append(Problem(seq, message))
@@ -185,13 +211,15 @@ class ChainWalker:
             if not isinstance(endorsement, dict):
                 raise TypeError("endorsement")
             timestamp = parse_time(proposal.timestamp)
-            _check_shape(endorsement)
+            check_shape(endorsement)
+            canonical(proposal.as_dict()).decode("ascii")  # every field is text
+            derived = new_tx_id(proposal.nonce, proposal.cert_pem)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeError):
             self.add(seq, "the entry's body is not a readable log entry (altered bytes)")
             return None
         if proposal.tx_id != tx_id:
             self.add(seq, f"the tx_id column {tx_id!r} differs from the signed proposal's")
-        if proposal.tx_id != new_tx_id(proposal.nonce, proposal.cert_pem):
+        if proposal.tx_id != derived:
             self.add(seq, "the transaction id does not match its nonce and certificate")
         if self._first_seq is not None:
             first = self._first_seq(proposal.tx_id, seq)
@@ -201,6 +229,8 @@ class ChainWalker:
                     f"transaction {proposal.tx_id[:16]} was already committed at sequence "
                     f"{first} (a replayed entry)",
                 )
+        if timestamp > self._now + MAX_CLOCK_SKEW:
+            self.add(seq, f"the entry is timestamped {proposal.timestamp}, in the future")
         if self._latest is not None and timestamp < self._latest - 2 * MAX_CLOCK_SKEW:
             # Committers refuse proposals more than the skew from their clock, so an entry
             # this far before one already in the log was dated back (a retired key?).

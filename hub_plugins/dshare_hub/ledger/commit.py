@@ -24,9 +24,11 @@ from dshare_chaincode.stub import Creator, is_composite_key, split_composite_key
 from dshare_chaincode.tx import fmt_time, parse_time
 
 from . import LedgerError
+from .chain import Entry, Problem, check_shape
 from .identity import IdentityError, OrgIdentity
 from .inbox import Item
 from .inbox import decode as decode_item
+from .replay import Replay
 from .signatures import Signatures
 from .snapshot import Effects, SnapshotStub, scan
 from .txlog import (
@@ -35,6 +37,7 @@ from .txlog import (
     Proposal,
     args_digest,
     b64,
+    canonical,
     commit_bytes,
     commit_record,
     entry_body,
@@ -132,6 +135,8 @@ class BatchCommit:
         self.committer = committer
         self.witnesses = witnesses
         self.stats = stats
+        self._before = 0  # the head before this batch
+        self._replay: Replay | None = None
 
     def run(self, waiting: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
         held = [w.lock for w in self.witnesses]
@@ -158,7 +163,13 @@ class BatchCommit:
             row = conn.execute("SELECT seq, hash FROM txlog ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
             first = seq + 1
+            self._before = seq
             now = datetime.now(UTC)
+            # The state the checked log replays to, not the file's state table (anyone who
+            # can write the file can change that): what items are validated and run on.
+            self._replay = self.witnesses[0].replay if self.witnesses else None
+            if self._replay is not None:
+                self._replay.db.execute("SAVEPOINT batch")
             for inbox_id, payload in waiting:
                 outcome, seq, prev = self._one(payload, seq, prev, now)
                 out[inbox_id] = outcome
@@ -174,9 +185,18 @@ class BatchCommit:
             self.stats.committed += len(waiting)
         except BaseException:
             conn.execute("ROLLBACK")
+            if self._replay is not None:
+                self._replay.db.execute("ROLLBACK TO batch")
+                self._replay.db.execute("RELEASE batch")
             raise
+        if self._replay is not None:
+            self._replay.db.execute("RELEASE batch")
         if seq >= first:
-            for witness in self.witnesses:
+            applied = [(str(o["tx_id"]), int(o["seq"])) for o in out.values() if _new(o, first)]
+            for n, witness in enumerate(self.witnesses):
+                # It checked everything before this batch and made the batch itself (on the
+                # first witness's replay: the others run it again at their next look).
+                witness.committed(applied, (seq, prev), now, replayed=n == 0)
                 witness.record(seq, prev, "commit")
         return out
 
@@ -186,24 +206,38 @@ class BatchCommit:
         try:
             item = decode_item(payload)
             tx_id = item.proposal.tx_id
-            item.endorsement()  # keys must be text
+            # The shapes every reader of the log will insist on (versions are ints, keys
+            # text): an entry no walker accepts must never be countersigned.
+            check_shape(item.endorsement())
+            canonical(item.proposal.as_dict()).decode("ascii")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, UnicodeError):
             return _error(None, LEDGER_ERROR, UNREADABLE), seq, prev
         done = self.conn.execute(
             "SELECT seq, body FROM txlog WHERE tx_id = ? AND seq >= 1", (tx_id,)
         ).fetchone()
         if done is not None and carries(bytes(done[1]), tx_id):
+            # In this batch, or found there by every check made before it.
+            for witness in self.witnesses if int(done[0]) <= self._before else ():
+                if not witness.saw(tx_id, int(done[0])):
+                    problem = Problem(
+                        int(done[0]),
+                        f"the entry now claims transaction {tx_id[:16]}, which "
+                        f"{witness.identity.msp_id}'s broker did not see there (history "
+                        "rewritten)",
+                    )
+                    raise tampered(LedgerTampered(problem), witness.identity.msp_id)
             # Committed by a process that died before it could leave the outcome.
             return {"status": "ok", "tx_id": tx_id, "seq": done[0]}, seq, prev
         refused = "SELECT 1 FROM refused WHERE tx_id = ?"
         if self.conn.execute(refused, (tx_id,)).fetchone():
             message = f"transaction {tx_id} was refused before; a refused proposal never commits"
             return _error(tx_id, LEDGER_ERROR, message), seq, prev
+        state = self._replay.db if self._replay is not None else self.conn
         try:
             check_item(item, self.signatures, now)
-            validate(self.conn, item.effects)
-            reexecute(self.conn, item)
-        except (ReadConflict, LedgerError) as exc:
+            validate(state, item.effects)
+            reexecute(state, item)
+        except Exception as exc:
             self.conn.execute(
                 "INSERT OR IGNORE INTO refused (tx_id, timestamp) VALUES (?, ?)",
                 (tx_id, item.proposal.timestamp),
@@ -211,13 +245,28 @@ class BatchCommit:
             if isinstance(exc, ReadConflict):
                 self.stats.conflicts += 1
                 return {"status": "conflict", "tx_id": tx_id, "key": b64(exc.key)}, seq, prev
-            return _error(tx_id, exc.code, exc.message), seq, prev
+            if isinstance(exc, LedgerError):
+                return _error(tx_id, exc.code, exc.message), seq, prev
+            return _error(tx_id, LEDGER_ERROR, UNREADABLE), seq, prev
         seq += 1
         prev = apply(self.conn, item, seq, prev)
+        if self._replay is not None:
+            entry = Entry(
+                seq, prev, item.proposal, item.endorsement(), parse_time(item.proposal.timestamp)
+            )
+            self._replay.apply(_never, entry)
         return {"status": "ok", "tx_id": tx_id, "seq": seq}, seq, prev
 
 
 UNREADABLE = "an unreadable transaction was dropped from the inbox"
+
+
+def _never(seq: int, problem: str) -> None:
+    raise AssertionError(f"seq {seq}: {problem}")  # an item that validated always applies
+
+
+def _new(outcome: dict[str, Any], first: int) -> bool:
+    return outcome["status"] == "ok" and int(outcome["seq"]) >= first
 
 
 def _error(tx_id: str | None, code: str, message: str) -> dict[str, Any]:
@@ -255,8 +304,8 @@ def reexecute(conn: sqlite3.Connection, item: Item) -> None:
         result = None
     finally:
         stub.close()
-    if result is None or stub.effects().endorsement(result_hash(result), item.args) != (
-        item.endorsement()
+    if result is None or canonical(stub.effects().endorsement(result_hash(result), item.args)) != (
+        canonical(item.endorsement())
     ):
         raise LedgerError(
             ENDORSEMENT_MISMATCH,

@@ -244,7 +244,12 @@ class LedgerCore:
                 if not report.ok:
                     raise LedgerTampered(report.problems[0], len(report.problems) - 1)
                 with witness.lock:
-                    witness.verified(report.entries, report.head_hash, report.tx_seqs)
+                    witness.verified(
+                        (report.entries, report.head_hash),
+                        report.tx_seqs,
+                        report.latest,
+                        report.replay,
+                    )
             self._look(witness, reason, durable=True)
         except LedgerTampered as exc:
             self._refuse(tampered(exc, witness.identity.msp_id))
@@ -451,8 +456,8 @@ class LedgerCore:
         self._group.commit(pending)
         if pending.error is not None:
             raise pending.error
-        self._confirm(endorsed.proposal.tx_id, pending.seq)
         self._catch_up(pending.seq, "commit")
+        self._confirm(endorsed.proposal.tx_id, pending.seq)
         return endorsed.result
 
     def _confirm(self, tx_id: str, seq: int) -> None:
@@ -463,7 +468,9 @@ class LedgerCore:
             .fetchone()
         )
         body = blob(row[0]) if row else b""
-        if row is None or sha256_hex(body) != row[1] or not carries(body, tx_id):
+        # With a witness, what its checks found there, not what the file says now.
+        seen = all(w.saw(tx_id, seq) for w in self.witnesses)
+        if row is None or sha256_hex(body) != row[1] or not carries(body, tx_id) or not seen:
             raise LedgerError(
                 LEDGER_ERROR,
                 f"transaction {tx_id} was reported committed at sequence {seq}, but the log "

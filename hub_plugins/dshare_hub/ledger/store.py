@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS orgs (
 """
 
 
+# Every table of the file (file_problems reports anything else found in its schema).
+TABLES = ("state", "history", "txlog", "meta", "refused", "orgs")
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode; transactions are begun explicitly."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=60.0)

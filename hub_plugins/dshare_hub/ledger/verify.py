@@ -11,22 +11,17 @@ registered organizations).
 
 from __future__ import annotations
 
-import binascii
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dshare_chaincode import contract
-from dshare_chaincode.errors import ContractError
-from dshare_chaincode.stub import Creator
-
-from .chain import ChainWalker, Entry, Problem, blob, file_problems, rows
+from .chain import ChainWalker, Problem, blob, file_problems, rows
+from .replay import Replay
 from .signatures import Signatures
-from .snapshot import SnapshotStub
-from .store import SCHEMA, connect
-from .txlog import GENESIS_HASH, args_digest, result_hash, unb64
+from .store import connect
+from .txlog import GENESIS_HASH
 from .witness import WitnessRecord, fingerprint, read_witness
 
 MAX_PROBLEMS = 200
@@ -43,6 +38,8 @@ class VerifyReport:
     witnesses: list[str] = field(default_factory=list)  # organizations whose checkpoints held
     checkpoints: int = 0
     tx_seqs: dict[str, int] = field(default_factory=dict)  # every transaction id: its entry
+    latest: datetime | None = None  # the latest entry timestamp
+    replay: Replay | None = None  # the state the log replays to (a broker keeps it)
 
     @property
     def ok(self) -> bool:
@@ -55,80 +52,6 @@ class VerifyReport:
     def add(self, seq: int, message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(Problem(seq, message))
-
-
-class _Replay:
-    """The world state rebuilt from the log in a private in-memory database, each entry run
-    again there, on the state before it, with its own arguments, time and creator."""
-
-    def __init__(self) -> None:
-        self.db = sqlite3.connect(":memory:", isolation_level=None)
-        self.db.executescript(SCHEMA)
-        self.history: dict[tuple[bytes, int], tuple[str, str, int, bytes | None]] = {}
-        self.deleted: dict[bytes, int] = {}  # key -> the entry that last deleted it
-
-    def state(self) -> dict[bytes, tuple[bytes, int]]:
-        rows = self.db.execute("SELECT key, value, version FROM state")
-        return {bytes(k): (bytes(v), int(ver)) for k, v, ver in rows}
-
-    def rerun(self, report: VerifyReport, entry: Entry) -> None:
-        """Whether the entry's effects are what the contract does: an organization's key
-        signs what its broker says happened, and only running it again shows it did."""
-        p, e = entry.proposal, entry.endorsement
-        if args_digest(p.fn, e["args"]) != p.args_digest:
-            report.add(entry.seq, "the entry's arguments do not match its proposal's digest")
-            return
-        stub = SnapshotStub(
-            self.db,
-            tx_id=p.tx_id,
-            timestamp=p.timestamp,
-            creator=Creator(p.msp_id, p.cert_pem),
-            actor=p.actor,
-        )
-        try:
-            result = contract.invoke(stub, p.fn, list(e["args"]))
-        except ContractError as exc:
-            report.add(
-                entry.seq,
-                f"{p.fn} run again on the state before this entry is refused ({exc.code}): "
-                "the entry records effects the contract does not produce",
-            )
-            return
-        except Exception as exc:
-            report.add(entry.seq, f"{p.fn} cannot run again here ({type(exc).__name__})")
-            return
-        finally:
-            stub.close()
-        if stub.effects().endorsement(result_hash(result), e["args"]) != e:
-            report.add(
-                entry.seq,
-                f"the entry's effects are not what {p.fn} does on the state before it (its "
-                "reads, writes or answer were made up)",
-            )
-
-    def apply(self, report: VerifyReport, seq: int, tx_id: str, ts: str, e: dict[str, Any]) -> None:
-        for key_text, value_b64 in e["writes"]:
-            key = key_text.encode()
-            try:
-                value = None if value_b64 is None else unb64(value_b64)
-            except (binascii.Error, ValueError):
-                report.add(seq, f"the write set value of key {key_text!r} is not base64")
-                continue
-            if value is None:
-                self.db.execute("DELETE FROM state WHERE key = ?", (key,))
-                self.deleted[key] = seq
-            else:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, ?)",
-                    (key, value, seq),
-                )
-                self.deleted.pop(key, None)
-            self.db.execute(
-                "INSERT OR REPLACE INTO history (key, seq, tx_id, timestamp, is_delete, value) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, seq, tx_id, ts, int(value is None), value),
-            )
-            self.history[(key, seq)] = (tx_id, ts, int(value is None), value)
 
 
 def _trust(
@@ -225,18 +148,19 @@ def verify(path: str | Path, witnesses: Sequence[str | Path] = ()) -> VerifyRepo
             Signatures(trusted.get, unknown),
             first_seq=lambda tx_id, seq: seen.setdefault(tx_id, seq),
         )
-        replay = _Replay()
+        replay = Replay()
         hashes: dict[int, str] = {}
         for entry in walker.walk(rows(conn)):
             if entry.seq in wanted:
                 hashes[entry.seq] = entry.hash
-            p = entry.proposal
-            replay.rerun(report, entry)
-            replay.apply(report, entry.seq, p.tx_id, p.timestamp, entry.endorsement)
+            replay.rerun(report.add, entry)
+            replay.apply(report.add, entry)
         for problem in walker.problems:
             report.add(problem.seq, problem.message)
         report.entries = walker.entries
         report.head_hash = walker.head_hash
+        report.latest = walker.latest
+        report.replay = replay
         _compare_checkpoints(report, records, hashes, walker.head_seq)
         _compare_state(conn, replay, report)
         _compare_history(conn, replay, report)
@@ -247,7 +171,7 @@ def verify(path: str | Path, witnesses: Sequence[str | Path] = ()) -> VerifyRepo
     return report
 
 
-def _compare_state(conn: Any, replay: _Replay, report: VerifyReport) -> None:
+def _compare_state(conn: Any, replay: Replay, report: VerifyReport) -> None:
     rows = conn.execute("SELECT key, value, version FROM state")
     stored: dict[bytes, tuple[bytes, int]] = {blob(k): (blob(v), ver) for k, v, ver in rows}
     replayed = replay.state()
@@ -268,7 +192,7 @@ def _compare_state(conn: Any, replay: _Replay, report: VerifyReport) -> None:
             report.add(want[1], f"world state of key {shown!r} differs from what this entry wrote")
 
 
-def _compare_history(conn: Any, replay: _Replay, report: VerifyReport) -> None:
+def _compare_history(conn: Any, replay: Replay, report: VerifyReport) -> None:
     stored = {
         (blob(k), seq): (tx, ts, d, None if v is None else blob(v))
         for k, seq, tx, ts, d, v in conn.execute(

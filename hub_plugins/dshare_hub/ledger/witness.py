@@ -37,6 +37,7 @@ from dshare_chaincode.tx import fmt_time
 
 from .chain import ChainWalker, Problem, blob, file_problems, rows
 from .identity import IdentityError, OrgIdentity, check_chain, verify_signature
+from .replay import Replay
 from .signatures import Signatures
 from .txlog import GENESIS_HASH, canonical, sha256_hex
 
@@ -200,6 +201,10 @@ class Witness:
         # (read from the entries, so a replayed one is found whatever the tx_id column says).
         self._verified: tuple[int, str] = (0, GENESIS_HASH)
         self._tx_seqs: dict[str, int] | None = None
+        self._latest_ts: datetime | None = None  # the latest entry timestamp checked
+        # The state the checked log replays to, from the full check at start: each entry
+        # this broker has not seen runs again on it (`replay.py`).
+        self._replay: Replay | None = None
         # One check or checkpoint at a time: commits, reads and the reaper all make them.
         self.lock = threading.RLock()
         self.signatures = Signatures(self.ca_for)
@@ -263,11 +268,44 @@ class Witness:
                 ", ".join(f"{m} {fingerprint(c)}" for m, c in sorted(added.items())),
             )
 
-    def verified(self, seq: int, entry_hash: str, tx_seqs: dict[str, int]) -> None:
-        """Every entry up to `seq` was checked by a full `verify`, which found `tx_seqs`."""
-        if seq >= self._verified[0]:
-            self._verified = (seq, entry_hash)
+    def verified(
+        self,
+        head: tuple[int, str],
+        tx_seqs: dict[str, int],
+        latest: datetime | None,
+        replay: Replay | None,
+    ) -> None:
+        """Every entry up to `head` was checked by a full `verify`, which found `tx_seqs`,
+        entries up to time `latest`, and replayed the state to `replay`."""
+        if head[0] >= self._verified[0]:
+            self._verified = head
             self._tx_seqs = dict(tx_seqs)
+            self._latest_ts = latest
+            self._replay = replay
+
+    @property
+    def replay(self) -> Replay | None:
+        return self._replay
+
+    def committed(
+        self,
+        applied: list[tuple[str, int]],
+        head: tuple[int, str],
+        at: datetime,
+        *,
+        replayed: bool,
+    ) -> None:
+        """This process appended `applied` (tx id, seq) up to `head`, right after a check;
+        `replayed`: on this witness's replay too (else the next look runs them on it)."""
+        if self._tx_seqs is not None:
+            self._tx_seqs.update(dict(applied))
+            if replayed or self._replay is None:
+                self._verified = head
+                self._latest_ts = max(at, self._latest_ts or at)
+
+    def saw(self, tx_id: str, seq: int) -> bool:
+        """Whether this broker's checks found transaction `tx_id` as entry `seq`."""
+        return self._tx_seqs is not None and self._tx_seqs.get(tx_id) == seq
 
     def ca_for(self, msp_id: str) -> str | None:
         return self.orgs.get(msp_id)
@@ -343,11 +381,18 @@ class Witness:
             after_seq=start[0],
             after_hash=start[1],
             first_seq=lambda tx_id, seq: seen.setdefault(tx_id, seq),
+            latest=self._latest_ts,
         )
+        replay = self._replay
         for entry in walker.walk(rows(conn, start[0])):
             if cp is not None and entry.seq == cp.seq and entry.hash != cp.hash:
                 walker.add(cp.seq, f"the entry differs from the one {org}'s broker saw on {cp.at}")
+            if replay is not None and not walker.problems:
+                replay.rerun(walker.add, entry)
+                replay.apply(walker.add, entry)
         if walker.problems:
+            # Entries may be half applied to the replay: the next full check builds another.
+            self._replay = None
             # What this walk learnt is not trusted: the next check walks it again.
             for tx_id, seq in list(seen.items()):
                 if seq > start[0]:
@@ -355,6 +400,7 @@ class Witness:
             first = min(walker.problems, key=lambda p: p.seq)
             raise LedgerTampered(first, len(walker.problems) - 1)
         self._verified = (walker.head_seq, walker.head_hash)
+        self._latest_ts = walker.latest
         return walker.head_seq, walker.head_hash
 
     def _check_orgs(self, conn: Any) -> None:
