@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from dshare_chaincode import contract
-from dshare_chaincode.stub import Creator
 from dshare_hub.ledger.identity import OrgIdentity
 from dshare_hub.ledger.snapshot import SnapshotStub
 from dshare_hub.ledger.store import SCHEMA
@@ -178,13 +177,7 @@ def rerun_with(
     if timestamp is not None:
         proposal["timestamp"] = timestamp
     p = Proposal.from_dict(proposal)
-    stub = SnapshotStub(
-        db,
-        tx_id=p.tx_id,
-        timestamp=p.timestamp,
-        creator=Creator(p.msp_id, p.cert_pem),
-        actor=p.actor,
-    )
+    stub = SnapshotStub.for_proposal(db, p)
     result = contract.invoke(stub, p.fn, args)
     stub.close()
     entry.proposal = proposal

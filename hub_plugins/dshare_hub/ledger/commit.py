@@ -20,7 +20,7 @@ from typing import Any
 
 from dshare_chaincode import contract
 from dshare_chaincode.errors import ContractError
-from dshare_chaincode.stub import Creator, is_composite_key, split_composite_key
+from dshare_chaincode.stub import is_composite_key, split_composite_key
 from dshare_chaincode.tx import fmt_time, parse_time
 
 from . import LedgerError
@@ -291,13 +291,7 @@ def reexecute(conn: sqlite3.Connection, item: Item) -> None:
         raise LedgerError(
             LEDGER_ERROR, f"the arguments of transaction {p.tx_id} do not match its digest"
         )
-    stub = SnapshotStub(
-        conn,
-        tx_id=p.tx_id,
-        timestamp=p.timestamp,
-        creator=Creator(p.msp_id, p.cert_pem),
-        actor=p.actor,
-    )
+    stub = SnapshotStub.for_proposal(conn, p)
     try:
         result: bytes | None = contract.invoke(stub, p.fn, list(item.args))
     except ContractError:

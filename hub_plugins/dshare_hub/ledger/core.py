@@ -27,7 +27,7 @@ from typing import Any
 
 from dshare_chaincode import contract, keys
 from dshare_chaincode.errors import LEASE_CONFLICT, ContractError
-from dshare_chaincode.stub import Creator, partial_key_range
+from dshare_chaincode.stub import partial_key_range
 from dshare_chaincode.tx import fmt_time
 
 from . import LedgerError
@@ -318,13 +318,7 @@ class LedgerCore:
 
     def _simulate(self, p: Proposal, args: Sequence[str]) -> tuple[SnapshotStub, bytes]:
         conn = self._reader()
-        stub = SnapshotStub(
-            conn,
-            tx_id=p.tx_id,
-            timestamp=p.timestamp,
-            creator=Creator(p.msp_id, p.cert_pem),
-            actor=p.actor,
-        )
+        stub = SnapshotStub.for_proposal(conn, p)
         conn.execute("BEGIN")  # one snapshot for every read of this transaction
         try:
             result = contract.invoke(stub, p.fn, list(args))

@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 from dshare_chaincode import contract
 from dshare_chaincode.errors import ContractError
-from dshare_chaincode.stub import Creator
 
 from .chain import Entry
 from .snapshot import SnapshotStub
@@ -46,13 +45,7 @@ class Replay:
             add(entry.seq, "the entry's arguments do not match its proposal's digest")
             return
         try:
-            stub = SnapshotStub(
-                self.db,
-                tx_id=p.tx_id,
-                timestamp=p.timestamp,
-                creator=Creator(p.msp_id, p.cert_pem),
-                actor=p.actor,
-            )
+            stub = SnapshotStub.for_proposal(self.db, p)
         except Exception as exc:
             add(entry.seq, f"{p.fn} cannot run again here ({type(exc).__name__})")
             return

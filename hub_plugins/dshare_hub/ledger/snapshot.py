@@ -17,7 +17,7 @@ from dshare_chaincode.stub import (
 )
 from dshare_chaincode.tx import parse_time
 
-from .txlog import b64
+from .txlog import Proposal, b64
 
 # Simple keys never start with NUL (that is the composite-key namespace), so a simple-key
 # range starts no lower than this.
@@ -66,6 +66,17 @@ class RangeRead:
 
 class SnapshotStub:
     """One transaction's view of the ledger; see `dshare_chaincode.stub` for the semantics."""
+
+    @classmethod
+    def for_proposal(cls, conn: sqlite3.Connection, p: Proposal) -> SnapshotStub:
+        """The stub a proposal runs on: its tx id, time, creator and actor."""
+        return cls(
+            conn,
+            tx_id=p.tx_id,
+            timestamp=p.timestamp,
+            creator=Creator(p.msp_id, p.cert_pem),
+            actor=p.actor,
+        )
 
     def __init__(
         self,
