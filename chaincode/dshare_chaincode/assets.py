@@ -25,6 +25,7 @@ ASSET_IN_FIELDS = (
     "id",
     "name",
     "policy",
+    "redaction",
     "sealed_storage",
     "skeleton",
     "storage_type",
@@ -81,6 +82,10 @@ def _fields(data: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]
     out["sealed_storage"] = validate.sealed(pick("sealed_storage", None), "sealed_storage")
     out["columns"] = validate.columns(pick("columns", []), "columns")
     out["skeleton"] = validate.skeleton(pick("skeleton", []), "skeleton")
+    # Assets registered before redaction policies existed have none.
+    out["redaction"] = validate.redaction(
+        data.get("redaction", (base or {}).get("redaction", "")), "redaction"
+    )
     out["policy"] = validate.policy(
         data.get("policy", {}), "policy", base["policy"] if base else None
     )

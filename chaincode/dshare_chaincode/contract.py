@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import assets, leases, runs
+from . import approvals, assets, leases, runs
 from .errors import INVALID_ARGUMENT, UNKNOWN_FUNCTION, ContractError
 from .stub import Stub
 from .tx import Tx, dumps
@@ -36,6 +36,10 @@ TRANSACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "GetRun": runs.get_run,
     "ListRuns": runs.list_runs,
     "ListHeldOutputs": runs.list_held_outputs,
+    "RequestCodeApproval": approvals.request_code_approval,
+    "DecideCodeApproval": approvals.decide_code_approval,
+    "GetCodeApproval": approvals.get_code_approval,
+    "ListCodeApprovals": approvals.list_code_approvals,
 }
 
 # Functions that only read; a ledger may evaluate them without ordering.
@@ -50,6 +54,8 @@ QUERIES: frozenset[str] = frozenset(
         "GetRun",
         "ListRuns",
         "ListHeldOutputs",
+        "GetCodeApproval",
+        "ListCodeApprovals",
     }
 )
 

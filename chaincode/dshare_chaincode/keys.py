@@ -15,6 +15,9 @@ OPEN_LEASES = "open~asset"  # [asset_id, lease_id] -> {state, expires_at}: pendi
 RUNS_BY_USER = "run~user"  # [org, user, run_id]
 # [owner_org, run_id]: runs with a file that waits for that organization's decision
 HELD_FOR_ORG = "held~org"
+APPROVALS_BY_OWNER = "approval~owner"  # [owner_org, approval_id]
+APPROVALS_BY_USER = "approval~user"  # [org, user, approval_id]
+APPROVALS_BY_CODE = "approval~code"  # [owner_org, code_sha256, approval_id]
 
 
 def asset(asset_id: str) -> str:
@@ -27,3 +30,7 @@ def lease(lease_id: str) -> str:
 
 def run(run_id: str) -> str:
     return "run/" + run_id
+
+
+def approval(approval_id: str) -> str:
+    return "approval/" + approval_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import gate, keys, validate
+from . import approvals, gate, keys, validate
 from .errors import (
     INVALID_ARGUMENT,
     INVALID_STATE,
@@ -21,7 +21,11 @@ OUTCOMES = ("cancelled", "failed", "succeeded")
 MAX_LEASES_PER_RUN = 64
 
 
-def record_run(tx: Tx, lease_ids_json: str, spec_sha256: str, name: str) -> dict[str, Any]:
+def record_run(
+    tx: Tx, lease_ids_json: str, spec_sha256: str, name: str, code_json: str = ""
+) -> dict[str, Any]:
+    """A run starts: its leases are the caller's and active, and every owner that requires
+    approved code approved its code identity (`code_json`: {job_sha256, files})."""
     raw = validate.parse_json_arg(lease_ids_json, "lease_ids")
     if not isinstance(raw, list) or not raw:
         raise ContractError(
@@ -42,9 +46,12 @@ def record_run(tx: Tx, lease_ids_json: str, spec_sha256: str, name: str) -> dict
         )
     spec = validate.sha256_hex(spec_sha256, "spec_sha256")
     name = validate.text(name, "name", max_len=200)
+    code = approvals.parse_code(code_json) if code_json else None
     who = tx.who
+    leases = []
     for lease_id in lease_ids:
         lease = effective(tx, load_lease(tx, lease_id))
+        leases.append(lease)
         if lease["lessee_org"] != who["org"] or lease["lessee_user"] != who["actor"]:
             raise ContractError(
                 NOT_LESSEE,
@@ -62,8 +69,9 @@ def record_run(tx: Tx, lease_ids_json: str, spec_sha256: str, name: str) -> dict
                 f"lease '{lease_id}' is {lease['state']}; a run needs active leases",
                 key=lease_id,
             )
+    approvals.require_approved(tx, leases, code)
     run_id = "R-" + tx.stub.get_tx_id()[:24]
-    run = {
+    run: dict[str, Any] = {
         "id": run_id,
         "name": name,
         "org": who["org"],
@@ -76,6 +84,8 @@ def record_run(tx: Tx, lease_ids_json: str, spec_sha256: str, name: str) -> dict
         "started_at": tx.now_text,
         "finished_at": None,
     }
+    if code is not None:
+        run["code_sha256"] = code["code_sha256"]
     tx.put_json(keys.run(run_id), run)
     tx.index(keys.RUNS_BY_USER, [who["org"], who["actor"], run_id])
     tx.emit("RunRecorded", {"id": run_id, "lease_ids": lease_ids, "org": who["org"]})

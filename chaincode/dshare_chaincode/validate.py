@@ -6,7 +6,9 @@ import json
 import re
 from typing import Any
 
+from .disclosure import DISCLOSURE_CHECKS, disclosure_params
 from .errors import INVALID_ARGUMENT, ContractError
+from .mockspec import mock_ranges
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,47}$")
@@ -18,6 +20,7 @@ MAX_TAGS = 32
 MAX_COLUMNS = 1000
 MAX_SKELETON = 10_000
 MAX_SEALED = 65_536
+MAX_REDACTION = 16_384
 MAX_DURATION_S = 366 * 24 * 3600
 
 
@@ -110,6 +113,18 @@ def sealed(value: Any, field: str) -> str:
     return value
 
 
+def redaction(value: Any, field: str) -> str:
+    """The owner's Rego redaction policy: shape only here (a string, capped); the owner's
+    broker compiles it before it submits, the contract runs no Rego."""
+    if not isinstance(value, str):
+        raise bad(field, "must be Rego source text (a string; empty for no redaction)")
+    if len(value) > MAX_REDACTION:
+        raise bad(field, f"must be at most {MAX_REDACTION} characters, got {len(value)}")
+    if "\x00" in value:
+        raise bad(field, "must not contain NUL characters")
+    return value
+
+
 def sha256_hex(value: Any, field: str) -> str:
     if not isinstance(value, str) or not SHA256_RE.match(value):
         raise bad(field, "must be a SHA-256 digest: 64 lower-case hex characters")
@@ -126,16 +141,22 @@ def columns(value: Any, field: str) -> list[dict[str, Any]]:
     for i, col in enumerate(value):
         where = f"{field}[{i}]"
         col = obj(col, where)
-        unknown = sorted(set(col) - {"name", "type", "tags"})
+        unknown = sorted(set(col) - {"name", "type", "tags", "mock"})
         if unknown:
-            raise bad(where, f"unknown field(s) {', '.join(unknown)}; allowed: name, type, tags")
+            raise bad(
+                where, f"unknown field(s) {', '.join(unknown)}; allowed: name, type, tags, mock"
+            )
         name = text(col.get("name"), f"{where}.name", max_len=128)
         if name in seen:
             raise bad(f"{where}.name", f"duplicates column {name!r}")
         seen.add(name)
         ctype = text(col.get("type", "string"), f"{where}.type", max_len=64)
         col_tags = tags(col.get("tags", []), f"{where}.tags")
-        out.append({"name": name, "type": ctype, "tags": col_tags})
+        entry: dict[str, Any] = {"name": name, "type": ctype, "tags": col_tags}
+        # Only when given: columns stored before mocks existed keep their exact form.
+        if "mock" in col:
+            entry["mock"] = mock_ranges(col["mock"], f"{where}.mock", ctype)
+        out.append(entry)
     return out
 
 
@@ -163,6 +184,7 @@ def skeleton(value: Any, field: str) -> list[dict[str, Any]]:
 POLICY_FIELDS = (
     "allowed_orgs",
     "approval_required",
+    "code_approval_required",
     "exclusive",
     "interactive",
     "max_concurrent",
@@ -174,8 +196,8 @@ POLICY_FIELDS = (
 # listed checks and holds what fails them; "review" holds everything for the owner's
 # admins; "auto" releases everything (for data the owner considers public).
 RELEASE_MODES = ("auto", "checks", "review")
-RELEASE_CHECKS = ("max_size", "verbatim_input")
-RELEASE_FIELDS = ("checks", "max_output_bytes", "mode", "unknown")
+RELEASE_CHECKS = tuple(sorted(("max_size", "verbatim_input", *DISCLOSURE_CHECKS)))
+RELEASE_FIELDS = ("checks", "disclosure", "max_output_bytes", "mode", "unknown")
 DEFAULT_RELEASE: dict[str, Any] = {
     "mode": "checks",
     "checks": ["max_size", "verbatim_input"],
@@ -207,7 +229,7 @@ def release_policy(value: Any, field: str, base: dict[str, Any] | None = None) -
             )
     if merged["unknown"] not in ("hold", "release"):
         raise bad(f"{field}.unknown", "must be 'hold' or 'release'")
-    return {
+    out: dict[str, Any] = {
         "mode": mode,
         "checks": sorted(set(checks)),
         "max_output_bytes": integer(
@@ -215,6 +237,13 @@ def release_policy(value: Any, field: str, base: dict[str, Any] | None = None) -
         ),
         "unknown": merged["unknown"],
     }
+    # Only when set or needed: policies stored before the disclosure checks keep their form.
+    kept = (base or {}).get("disclosure")
+    if "disclosure" in value or kept is not None or set(checks) & set(DISCLOSURE_CHECKS):
+        out["disclosure"] = disclosure_params(
+            value.get("disclosure", {}), f"{field}.disclosure", kept
+        )
+    return out
 
 
 def policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -229,6 +258,7 @@ def policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[s
         or {
             "allowed_orgs": [],
             "approval_required": False,
+            "code_approval_required": False,
             "exclusive": False,
             "interactive": False,
             "max_concurrent": None,
@@ -246,6 +276,10 @@ def policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[s
         ),
         "exclusive": boolean(merged["exclusive"], f"{field}.exclusive"),
         "approval_required": boolean(merged["approval_required"], f"{field}.approval_required"),
+        # Assets registered before code approval existed run any code, as they did.
+        "code_approval_required": boolean(
+            merged.get("code_approval_required", False), f"{field}.code_approval_required"
+        ),
         "interactive": boolean(merged["interactive"], f"{field}.interactive"),
     }
     mc = merged["max_concurrent"]

@@ -2,12 +2,15 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { requestAPI } from './request';
 import {
+  ICodeApproval,
+  ICodeApprovalReply,
   IDataset,
   IDatasetFilters,
   IDatasetIn,
   IHistoryEntry,
   ILease,
   IMe,
+  IMockPreview,
   IPage,
   IRun,
   IViewsRefresh
@@ -21,6 +24,10 @@ export interface IDShareClient {
   listDatasets(filters?: IDatasetFilters): Promise<IPage<IDataset>>;
   getDataset(id: string): Promise<IDataset>;
   history(id: string): Promise<IPage<IHistoryEntry>>;
+  /** Mock rows of a tabular dataset: any scientist, no lease. */
+  mockPreview(id: string, rows?: number): Promise<IMockPreview>;
+  /** Owner admins: the columns' mock ranges from the real rows (opt-in). */
+  synthesizeMock(id: string): Promise<IDataset>;
   createDataset(body: IDatasetIn): Promise<IDataset>;
   updateDataset(id: string, body: IDatasetIn): Promise<IDataset>;
   retireDataset(id: string): Promise<IDataset>;
@@ -46,6 +53,15 @@ export interface IDShareClient {
     approve: boolean,
     reason: string
   ): Promise<IRun>;
+  /** Ask the data's owners to approve the code of a workflow file of the home. */
+  requestApproval(workflowPath: string): Promise<ICodeApprovalReply>;
+  /** mine: the user's requests; review (admins): those to the user's organization. */
+  listApprovals(scope: 'mine' | 'review'): Promise<IPage<ICodeApproval>>;
+  decideApproval(
+    id: string,
+    decision: 'approve' | 'deny',
+    reason: string
+  ): Promise<ICodeApproval>;
 }
 
 const enc = encodeURIComponent;
@@ -70,6 +86,22 @@ export class DShareClient implements IDShareClient {
 
   getDataset(id: string): Promise<IDataset> {
     return requestAPI<IDataset>(`datasets/${enc(id)}`, {}, this.settings);
+  }
+
+  mockPreview(id: string, rows = 10): Promise<IMockPreview> {
+    return requestAPI<IMockPreview>(
+      `datasets/${enc(id)}/mock`,
+      { query: { rows: String(rows) } },
+      this.settings
+    );
+  }
+
+  synthesizeMock(id: string): Promise<IDataset> {
+    return requestAPI<IDataset>(
+      `datasets/${enc(id)}/mock/synthesize`,
+      { method: 'POST', body: {} },
+      this.settings
+    );
   }
 
   history(id: string): Promise<IPage<IHistoryEntry>> {
@@ -178,6 +210,34 @@ export class DShareClient implements IDShareClient {
     return requestAPI<IRun>(
       `runs/${enc(runId)}/outputs/decide`,
       { method: 'POST', body: { path, approve, reason } },
+      this.settings
+    );
+  }
+
+  requestApproval(workflowPath: string): Promise<ICodeApprovalReply> {
+    return requestAPI<ICodeApprovalReply>(
+      'approvals',
+      { method: 'POST', body: { path: workflowPath } },
+      this.settings
+    );
+  }
+
+  listApprovals(scope: 'mine' | 'review'): Promise<IPage<ICodeApproval>> {
+    return requestAPI<IPage<ICodeApproval>>(
+      'approvals',
+      { query: { scope } },
+      this.settings
+    );
+  }
+
+  decideApproval(
+    id: string,
+    decision: 'approve' | 'deny',
+    reason: string
+  ): Promise<ICodeApproval> {
+    return requestAPI<ICodeApproval>(
+      `approvals/${enc(id)}/decision`,
+      { method: 'POST', body: { decision, reason } },
       this.settings
     );
   }

@@ -99,7 +99,11 @@ export interface IDatasetForm {
   maxConcurrent: string;
   allowedOrgs: string;
   approvalRequired: boolean;
+  /** Runs over the dataset need code an admin of the owner approved. */
+  codeApprovalRequired: boolean;
   interactive: boolean;
+  /** Rego source (package dshare.redaction); empty for every column as it is. */
+  redaction: string;
   storageType: string;
   storage: Record<string, string>;
 }
@@ -116,7 +120,9 @@ export function emptyForm(storageType = 'local'): IDatasetForm {
     maxConcurrent: '0',
     allowedOrgs: '',
     approvalRequired: false,
+    codeApprovalRequired: false,
     interactive: false,
+    redaction: '',
     storageType,
     storage: {}
   };
@@ -216,6 +222,7 @@ export function formToDatasetIn(
     max_concurrent: maxConcurrent === 0 ? null : maxConcurrent,
     allowed_orgs: splitList(form.allowedOrgs),
     approval_required: form.approvalRequired,
+    code_approval_required: form.codeApprovalRequired,
     interactive: form.interactive
   };
   const body: IDatasetIn = {
@@ -224,7 +231,9 @@ export function formToDatasetIn(
     tags: splitList(form.tags),
     columns: parseColumns(form.columns),
     skeleton: parseSkeleton(form.skeleton),
-    policy
+    policy,
+    // Sent as written: the owner's broker compiles it and names the line of an error.
+    redaction: form.redaction
   };
   if (includeStorage) {
     const spec = STORAGE_TYPES[form.storageType];

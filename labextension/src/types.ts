@@ -9,6 +9,28 @@ export interface IColumn {
   name: string;
   type: string;
   tags: string[];
+  /** The owner's value ranges for the column's mock (none: the defaults). */
+  mock?: IMockRanges;
+}
+
+export interface IMockRanges {
+  min?: number | string;
+  max?: number | string;
+  values?: string[];
+  pattern?: string;
+  null_fraction?: number;
+}
+
+/** GET datasets/{id}/mock: synthetic rows from the public schema, never the real rows. */
+export interface IMockPreview {
+  dataset_id: string;
+  mock: true;
+  label: string;
+  seed: string;
+  /** The table of the skeleton these rows stand for (what a mock run reads there). */
+  file: string;
+  columns: IColumn[];
+  rows: (string | number | boolean | null)[][];
 }
 
 export interface ISkeletonEntry {
@@ -23,6 +45,8 @@ export interface IPolicy {
   max_concurrent: number | null;
   allowed_orgs: string[];
   approval_required: boolean;
+  /** Runs over the dataset need code its owner approved (absent: not required). */
+  code_approval_required?: boolean;
   interactive: boolean;
 }
 
@@ -36,6 +60,8 @@ export interface IDataset {
   columns: IColumn[];
   skeleton: ISkeletonEntry[];
   policy: IPolicy;
+  /** The owner's Rego redaction policy ("" or null: none). */
+  redaction?: string | null;
   state: string;
   created_at: string;
   updated_at: string;
@@ -55,6 +81,7 @@ export interface IDatasetIn {
   columns?: IColumn[];
   skeleton?: ISkeletonEntry[];
   policy?: Partial<IPolicy>;
+  redaction?: string;
   storage?: IStorage;
 }
 
@@ -95,6 +122,10 @@ export interface IRun {
   jobs?: IJob[];
   /** What the output gate decided for each file the run wrote. */
   outputs?: IOutput[];
+  /** A mock run (%dshare_run --mock): its jobs read mock data, its outputs are mock
+   * results under ~/mock-runs/<id>/. */
+  mock?: boolean;
+  dataset_ids?: string[];
 }
 
 export interface IOutputCheck {
@@ -158,4 +189,39 @@ export interface IViewsRefresh {
   unavailable: { lease_id: string; code: string; message: string }[];
   linked: string[];
   pruned: string[];
+}
+
+/** One file of a code approval request (content only in an admin's review). */
+export interface ICodeFile {
+  path: string;
+  sha256: string;
+  /** The text; null when binary or too large to show. */
+  content?: string | null;
+}
+
+/** A code approval request: per owner organization and code identity. */
+export interface ICodeApproval {
+  id: string;
+  owner_org: string;
+  dataset_ids: string[];
+  org: string;
+  user: string;
+  code_sha256: string;
+  state: 'pending' | 'approved' | 'denied';
+  requested_at: string;
+  decided_at: string | null;
+  decided_by: { org: string; actor: string } | null;
+  reason: string | null;
+  files: ICodeFile[];
+  spec?: string;
+  /** Review only: the latest earlier approval the diff is against. */
+  previous?: { id: string; decided_at: string | null } | null;
+  diff?: string;
+}
+
+/** POST approvals: the requests made, and the owners not asked again with why. */
+export interface ICodeApprovalReply {
+  items: ICodeApproval[];
+  skipped: { owner_org: string; code: string; message: string }[];
+  code_sha256: string;
 }

@@ -156,6 +156,13 @@ class AsyncBrokerClient:
     async def cancel_run(self, run_id: str) -> None:
         await self.call("POST", f"runs/{quote(run_id, safe='')}/cancel", {})
 
+    async def request_approval(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /approvals`: `{spec, workspace, working_dir}` as for a run."""
+        return dict(await self.call("POST", "approvals", body))
+
+    async def list_approvals(self, scope: str = "mine") -> dict[str, Any]:
+        return dict(await self.call("GET", "approvals", query={"scope": scope}))
+
 
 def from_environment() -> AsyncBrokerClient:
     """The client the magic and the CLI use: the broker the spawner configured."""

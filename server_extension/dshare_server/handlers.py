@@ -21,7 +21,8 @@ from .config import DShareServerConfig
 
 # What may be forwarded: the broker's user-facing API, nothing else (no peer routes).
 BROKER_PATH = re.compile(
-    r"^(me|datasets(/[^/]+(/history)?)?|leases(/[^/]+/(approve|reject|release))?"
+    r"^(me|datasets(/[^/]+(/history|/mock(/synthesize)?)?)?"
+    r"|leases(/[^/]+/(approve|reject|release))?"
     r"|outputs/held|runs/[^/]+/outputs/decide)$"
 )
 

@@ -64,6 +64,8 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("file", nargs="?")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--no-wait", action="store_true")
+    parser.add_argument("--mock", action="store_true")
+    parser.add_argument("--request-approval", action="store_true")
     return parser
 
 
@@ -93,12 +95,16 @@ class DShareMagics(Magics):
 
     @line_cell_magic
     def dshare_run(self, line: str, cell: str | None = None) -> Run | None:
-        """Run a workflow: `%dshare_run workflow.yaml [--dry-run] [--no-wait]` or a
-        `%%dshare_run [--dry-run] [--no-wait]` cell holding the YAML."""
+        """Run a workflow: `%dshare_run workflow.yaml [--dry-run] [--no-wait] [--mock]` or a
+        `%%dshare_run [--dry-run] [--no-wait] [--mock]` cell holding the YAML. `--mock` runs
+        it on mocks of the datasets (no lease needed; outputs are mock results)."""
         try:
             args = _arguments().parse_args(shlex.split(line))
         except (argparse.ArgumentError, ValueError) as exc:
-            print(f"%dshare_run: {exc}. Usage: %dshare_run workflow.yaml [--dry-run] [--no-wait]")
+            print(
+                f"%dshare_run: {exc}. "
+                "Usage: %dshare_run workflow.yaml [--dry-run] [--no-wait] [--mock]"
+            )
             return None
         ctx = self.context_factory()
         if cell is not None:
@@ -116,9 +122,40 @@ class DShareMagics(Magics):
         else:
             print("%dshare_run: give a workflow file, or use %%dshare_run with the YAML below it")
             return None
-        return self._start(text, ctx, dry_run=args.dry_run, wait=not args.no_wait)
+        if args.request_approval:
+            self._request_approval(text, ctx)
+            return None
+        return self._start(text, ctx, dry_run=args.dry_run, wait=not args.no_wait, mock=args.mock)
 
-    def _start(self, text: str, ctx: RunContext, *, dry_run: bool, wait: bool) -> Run | None:
+    def _request_approval(self, text: str, ctx: RunContext) -> None:
+        """`--request-approval`: ask the data's owners to approve this code; runs nothing."""
+        from .workflow.approval import describe, request_approval
+
+        broker: Any = self.broker_factory()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            # Its own thread and loop: the kernel's loop is running while a magic executes.
+            try:
+                outcome["reply"] = asyncio.run(request_approval(text, broker, ctx))
+            except Exception as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=work, name="dshare-approval", daemon=True)
+        thread.start()
+        thread.join()
+        error = outcome.get("error")
+        if isinstance(error, SpecError):
+            error.filename = ctx.filename
+            print(str(error))
+        elif error is not None:
+            print(f"%dshare_run: {error}")
+        else:
+            print(describe(outcome["reply"]))
+
+    def _start(
+        self, text: str, ctx: RunContext, *, dry_run: bool, wait: bool, mock: bool = False
+    ) -> Run | None:
         broker = self.broker_factory()
         state: dict[str, Any] = {"run": None, "error": None}
         picture = display(SVG("<svg xmlns='http://www.w3.org/2000/svg'/>"), display_id=True)
@@ -145,7 +182,7 @@ class DShareMagics(Magics):
         def work() -> None:
             async def main() -> Run:
                 return await run_workflow(
-                    text, broker, ctx, dry_run=dry_run, wait=wait, on_update=on_update
+                    text, broker, ctx, dry_run=dry_run, wait=wait, on_update=on_update, mock=mock
                 )
 
             try:
@@ -168,7 +205,8 @@ class DShareMagics(Magics):
             started: Run | None = state["run"]
             if started is not None:
                 self.threads[started.id] = thread
-                print(f"run {started.id} started; see %dshare_status {started.id}")
+                kind = "mock run" if mock else "run"
+                print(f"{kind} {started.id} started; see %dshare_status {started.id}")
                 return started
         try:
             while thread.is_alive():

@@ -15,6 +15,7 @@ from typing import Any
 
 import tornado.web
 
+from .approval_handlers import APPROVAL_ROUTES
 from .broker_client import BrokerError, BrokerUnavailable
 from .handlers import DShareHandler, broker_error_reply
 from .workflow.orchestrate import RunContext, run_workflow
@@ -155,6 +156,7 @@ class RunLogHandler(DShareHandler):
 
 
 WORKFLOW_ROUTES: list[tuple[str, type[DShareHandler]]] = [
+    *APPROVAL_ROUTES,
     ("validate", ValidateHandler),
     ("compile", CompileHandler),
     ("runs", RunsHandler),

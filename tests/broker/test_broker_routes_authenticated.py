@@ -66,16 +66,21 @@ async def broker_url(tmp_path, monkeypatch):
     sock, port = bind_unused_port()
     server = HTTPServer(web_app)
     server.add_sockets([sock])
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", web_app
     server.stop()
     await ledger.close()
 
 
 @pytest.mark.asyncio
 async def test_every_route_and_method_needs_a_token_unless_listed(broker_url):
+    broker_url, web_app = broker_url
     checked = []
-    # The application's table: the interactive views' routes come before the broker's.
-    for pattern, handler in [*view_routes(PREFIX), *routes(PREFIX)]:
+    # The application's own table, in its order (views' and mocks' routes come first).
+    table = [(r.matcher.regex.pattern.rstrip("$"), r.target) for r in web_app.wildcard_router.rules]
+    listed = {h for _p, h in [*view_routes(PREFIX), *routes(PREFIX)]}
+    assert listed <= {h for _p, h in table}
+    assert {"MockPreviewHandler", "MockSynthesizeHandler"} <= {h.__name__ for _p, h in table}
+    for pattern, handler in table:
         for method in ("GET", "POST", "PATCH", "DELETE"):
             inherited = getattr(handler, method.lower()) is getattr(RequestHandler, method.lower())
             if inherited and handler.__name__ != "NotFoundHandler":

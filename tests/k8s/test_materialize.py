@@ -22,6 +22,7 @@ ASSET = {
     "storage_type": "azurefile",
     "name": "Weather",
     "policy": {"release": {"mode": "review"}},
+    "columns": [{"name": "station", "type": "string", "tags": ["identifier"]}],
 }
 LEASE = {"id": "L1", "expires_at": "2030-01-01T00:00:00Z"}
 
@@ -59,6 +60,8 @@ async def test_materialize_makes_secret_volume_and_claim(
         "dataset_id": "weather",
         "dataset_name": "Weather",
         "release": {"mode": "review"},
+        # The schema's names and tags, for the gate's disclosure checks (types left out).
+        "columns": [{"name": "station", "tags": ["identifier"]}],
     }
     assert double.names("secrets") == ["dshare-secrets-uio/dshare-l1-r1"]
     assert double.names("persistentvolumes") == ["dshare-l1-r1"]

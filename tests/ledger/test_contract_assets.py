@@ -10,7 +10,8 @@ from ledger_helpers import asset_json, refused
 pytestmark = pytest.mark.asyncio
 
 ALLOWED_ASSET = (
-    "columns, description, id, name, policy, sealed_storage, skeleton, storage_type, tags"
+    "columns, description, id, name, policy, redaction, sealed_storage, skeleton, "
+    "storage_type, tags"
 )
 
 
@@ -23,6 +24,7 @@ async def test_register_takes_owner_from_identity_and_get_returns_it(network, ui
     assert created["policy"] == {
         "allowed_orgs": [],
         "approval_required": False,
+        "code_approval_required": False,
         "exclusive": False,
         "interactive": False,
         "max_concurrent": None,
@@ -87,8 +89,9 @@ BAD_ASSETS = [
     ),
     (
         {"policy": {"owner": "x"}},
-        "policy: unknown field(s) owner; allowed: allowed_orgs, approval_required, exclusive, "
-        "interactive, max_concurrent, max_duration_s, release",
+        "policy: unknown field(s) owner; allowed: allowed_orgs, approval_required, "
+        "code_approval_required, exclusive, interactive, max_concurrent, max_duration_s, "
+        "release",
     ),
     (
         {"policy": {"exclusive": True, "max_concurrent": 3}},
@@ -110,7 +113,7 @@ BAD_ASSETS = [
     ),
     (
         {"columns": [{"name": "ssn", "pii": True}]},
-        "columns[0]: unknown field(s) pii; allowed: name, type, tags",
+        "columns[0]: unknown field(s) pii; allowed: name, type, tags, mock",
     ),
     (
         {"skeleton": [{"path": "../etc/passwd", "size": 1}]},
@@ -176,13 +179,13 @@ async def test_update_argument_errors(network, uid):
         network.uis.submit("UpdateAsset", uid, "{}", actor="alice"),
         "INVALID_ARGUMENT",
         "patch: is empty; name at least one of columns, description, name, policy, "
-        "sealed_storage, skeleton, storage_type, tags",
+        "redaction, sealed_storage, skeleton, storage_type, tags",
     )
     await refused(
         network.uis.submit("UpdateAsset", uid, '{"id": "other"}', actor="alice"),
         "INVALID_ARGUMENT",
         "patch: unknown field(s) id; allowed: columns, description, name, policy, "
-        "sealed_storage, skeleton, storage_type, tags",
+        "redaction, sealed_storage, skeleton, storage_type, tags",
     )
     await refused(
         network.uis.submit("UpdateAsset", uid, '{"storage_type": "ftp"}', actor="alice"),
@@ -343,10 +346,11 @@ async def test_unknown_function_and_wrong_arity(network):
     await refused(
         network.uis.submit("DeleteEverything", actor="a"),
         "UNKNOWN_FUNCTION",
-        "unknown function 'DeleteEverything'; known: ApproveLease, DecideOutput, ExpireLeases, "
-        "FinishRun, GetAsset, GetAssetHistory, GetLease, GetRun, ListExpiredLeases, "
-        "ListHeldOutputs, ListLeases, ListRuns, QueryAssets, RecordRun, RegisterAsset, "
-        "RejectLease, ReleaseLease, RequestLease, RetireAsset, UpdateAsset",
+        "unknown function 'DeleteEverything'; known: ApproveLease, DecideCodeApproval, "
+        "DecideOutput, ExpireLeases, FinishRun, GetAsset, GetAssetHistory, GetCodeApproval, "
+        "GetLease, GetRun, ListCodeApprovals, ListExpiredLeases, ListHeldOutputs, ListLeases, "
+        "ListRuns, QueryAssets, RecordRun, RegisterAsset, RejectLease, ReleaseLease, "
+        "RequestCodeApproval, RequestLease, RetireAsset, UpdateAsset",
     )
     await refused(
         network.uis.submit("GetAsset", "a", "b", actor="a"),

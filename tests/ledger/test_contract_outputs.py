@@ -62,13 +62,14 @@ async def test_release_policy_defaults_and_validation(network, uid):
         ),
         (
             {"checks": ["psychic"]},
-            "policy.release.checks[0]: unknown check 'psychic'; known: max_size, verbatim_input",
+            "policy.release.checks[0]: unknown check 'psychic'; known: dominance, "
+            "max_rows_ratio, max_size, min_cell_count, min_rows, no_identifiers, verbatim_input",
         ),
         ({"unknown": "maybe"}, "policy.release.unknown: must be 'hold' or 'release'"),
         (
             {"colour": "red"},
-            "policy.release: unknown field(s) colour; allowed: checks, max_output_bytes, mode, "
-            "unknown",
+            "policy.release: unknown field(s) colour; allowed: checks, disclosure, "
+            "max_output_bytes, mode, unknown",
         ),
     ):
         await refused(

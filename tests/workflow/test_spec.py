@@ -164,7 +164,7 @@ BAD = [
                 2,
                 1,
                 "unknown key `dag` in the workflow",
-                "did you mean `dags`? valid keys: jobs, dags, name, deadline, env",
+                "did you mean `dags`? valid keys: jobs, dags, name, deadline, env, code",
             )
         ],
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sqlite3
 from pathlib import Path
@@ -26,8 +27,11 @@ from .executor_client import ExecutorClient
 from .handlers import routes
 from .interactive import InteractiveViews
 from .materialize import LocalMaterializer, Materializer
+from .mock_handlers import mock_routes
+from .mockruns import MockRuns
 from .peers import NonceStore, Signer
 from .reaper import Reaper
+from .redacted import RedactionKeys
 from .runner import Runner
 from .runs import RunService
 from .service import Broker
@@ -211,11 +215,44 @@ class BrokerApp(HubServiceApp):
         Empty: this organization's datasets are never shown in a notebook, only in runs.""",
     ).tag(config=True)
 
+    redacted_copies_dir = Unicode(
+        "",
+        help="""Embedded deployment: where this broker writes the redacted copies of tabular
+        datasets whose redaction policy hides columns from a lessee (one per run and lease,
+        removed with the mount). It must lie under one of BrokerApp.storage_roots (the
+        executor mounts nothing else) in a directory that gives new entries the
+        organization's data group (setgid), and nobody but the broker and that group may
+        traverse it. Empty: '.dshare-redacted' in the first storage root. Change it when the
+        first root is read-only or short of space.""",
+    ).tag(config=True)
+
+    redaction_key_file = Unicode(
+        "",
+        help="""The secret (32 random bytes, 0600, made on first use) from which this broker
+        derives the HMAC keys that hash redacted columns, one key per lessee organization.
+        Empty: 'redaction.key' in BrokerApp.data_dir. Set it to keep hashes stable when the
+        data dir moves; replacing the file changes every hash lessees see.""",
+    ).tag(config=True)
+
     max_workspace_bytes = Integer(
         64 * 1024 * 1024,
         help="""Largest workspace (the compressed snapshot of the scientist's home a run
         starts from) accepted with a run. Raise it when scientists need bigger inputs of
         their own; leased data never counts.""",
+    ).tag(config=True)
+
+    mock_preview_max_rows = Integer(
+        100,
+        help="""Most rows a mock preview (GET datasets/<id>/mock?rows=N) returns. Mocks are
+        synthetic, so this bounds only the work of one request; raise it when scientists
+        want longer previews.""",
+    ).tag(config=True)
+
+    mock_run_rows = Integer(
+        1000,
+        help="""Rows of each table a mock run (%dshare_run --mock) reads, at most 100000
+        (the executor's limit). Raise it when workflows need more rows to be tested; the
+        executor writes them into the run's directory, so they cost its disk and time.""",
     ).tag(config=True)
 
     aliases = {"org": "BrokerApp.org", "config": "BrokerApp.config_file"}
@@ -277,7 +314,17 @@ class BrokerApp(HubServiceApp):
 
     def make_materializer(self, data_dir: Path) -> Materializer:
         if self.materializer_kind == "local":
-            return LocalMaterializer(data_dir)
+            roots = list(self.storage_roots)
+            copies = self.redacted_copies_dir or (
+                os.path.join(roots[0], ".dshare-redacted") if roots else ""
+            )
+            return LocalMaterializer(
+                data_dir,
+                redacted_dir=Path(copies) if copies else None,
+                redaction_keys=RedactionKeys(
+                    Path(self.redaction_key_file or data_dir / "redaction.key")
+                ),
+            )
         from kubernetes_asyncio import client, config
 
         from ..k8s.api import KubeApi
@@ -394,6 +441,7 @@ class BrokerApp(HubServiceApp):
             storage_roots=list(self.storage_roots),
         )
         runs = None
+        mock_runs = None
         runner = self.make_runner(materializer)
         if runner is not None:
             runs = RunService(
@@ -402,6 +450,7 @@ class BrokerApp(HubServiceApp):
                 state_dir=data_dir / "runs",
                 max_workspace_bytes=self.max_workspace_bytes,
             )
+            mock_runs = MockRuns(runs, rows=self.mock_run_rows)
         store = None
         if self.interactive_views_dir:
             check_views_dir(Path(self.interactive_views_dir))
@@ -417,13 +466,15 @@ class BrokerApp(HubServiceApp):
             audit_interval=self.ledger_audit_interval,
         )
         app = web.Application(
-            view_routes(self.base_url) + routes(self.base_url),
+            view_routes(self.base_url) + mock_routes(self.base_url) + routes(self.base_url),
             broker=broker,
             views=views,
             hub_auth=HubAuth(),
             openapi=load_openapi(),
             service_name=f"dshare-{self.org.lower()}",
             runs=runs,
+            mock_runs=mock_runs,
+            mock_preview_max_rows=self.mock_preview_max_rows,
             # Runs carry their workspace; every other handler refuses bodies over 1 MiB.
             max_body_size=self.max_workspace_bytes * 3 // 2 + 1024 * 1024,
         )

@@ -8,6 +8,7 @@ from jupyterhub.services.auth import HubAuth, HubAuthenticated, UserNotAllowed
 from tornado import web
 
 from ..webapi import ApiError, JsonHandler, ServiceRootHandler
+from .mockruns import MockRuns, is_mock_run
 from .runs import RunService
 from .service import Broker
 from .views import (
@@ -121,6 +122,17 @@ class _RunsBase(BaseHandler):
         runs: RunService | None = self.settings.get("runs")
         return runs
 
+    @property
+    def mock_runs(self) -> MockRuns | None:
+        mock_runs: MockRuns | None = self.settings.get("mock_runs")
+        return mock_runs
+
+    def runs_for(self, run_id: str) -> RunService | MockRuns:
+        """Mock runs are the broker's own records, every other run is on the ledger."""
+        if is_mock_run(run_id) and self.mock_runs is not None:
+            return self.mock_runs
+        return self.executor_runs()
+
     def executor_runs(self) -> RunService:
         if self.runs is None:
             raise ApiError(
@@ -138,12 +150,20 @@ class RunsHandler(_RunsBase):
 
     async def get(self) -> None:
         if self.runs is not None:
-            self.reply(await self.runs.list(self.caller))
+            listed = await self.runs.list(self.caller)
+            if self.mock_runs is not None:
+                listed["items"] += await self.mock_runs.list(self.caller)
+            self.reply(listed)
         else:
             self.reply(await self.broker.list_runs(self.caller))
 
     async def post(self) -> None:
         body = self.body()
+        if isinstance(body, dict) and body.get("mock") is True and self.runs is not None:
+            if self.mock_runs is None:
+                raise ApiError("NOT_FOUND", "this broker runs no mock runs", "mock")
+            self.reply(await self.mock_runs.submit(self.caller, body), 201)
+            return
         if self.runs is not None:
             # Embedded: the broker runs what it compiled itself; a bare list of leases
             # would hand out mounts, so it is not accepted here.
@@ -163,21 +183,21 @@ class RunsHandler(_RunsBase):
 class RunHandler(_RunsBase):
     async def get(self, run_id: str) -> None:
         if self.runs is not None:
-            self.reply(await self.runs.get(self.caller, run_id))
+            self.reply(await self.runs_for(run_id).get(self.caller, run_id))
         else:
             self.reply(await self.broker.get_run(self.caller, run_id))
 
 
 class RunLogHandler(_RunsBase):
     async def get(self, run_id: str, job: str) -> None:
-        text = await self.executor_runs().logs(self.caller, run_id, job)
+        text = await self.runs_for(run_id).logs(self.caller, run_id, job)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(text)
 
 
 class RunCancelHandler(_RunsBase):
     async def post(self, run_id: str) -> None:
-        self.reply(await self.executor_runs().cancel(self.caller, run_id))
+        self.reply(await self.runs_for(run_id).cancel(self.caller, run_id))
 
 
 class OutputDecisionHandler(_RunsBase):
@@ -200,6 +220,23 @@ class RunFinishHandler(_RunsBase):
             )
         outcome, result = check_finish_request(self.body())
         self.reply(await self.broker.finish_run(self.caller, run_id, outcome, result))
+
+
+class ApprovalsHandler(_RunsBase):
+    # A request carries the workspace, as a run does: the broker hashes what it would ship.
+    body_limit = 96 * 1024 * 1024
+
+    async def get(self) -> None:
+        self.reply(await self.executor_runs().approvals.list_requests(self.caller, self.params()))
+
+    async def post(self) -> None:
+        self.reply(await self.executor_runs().request_approval(self.caller, self.body()), 201)
+
+
+class ApprovalDecisionHandler(_RunsBase):
+    async def post(self, approval_id: str) -> None:
+        approvals = self.executor_runs().approvals
+        self.reply(await approvals.decide(self.caller, approval_id, self.body()))
 
 
 class PeerMountHandler(BaseHandler):
@@ -246,6 +283,8 @@ def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (f"{api}/runs/{ident}/cancel", RunCancelHandler),
         (f"{api}/runs/{ident}/outputs/decide", OutputDecisionHandler),
         (f"{api}/outputs/held", HeldOutputsHandler),
+        (f"{api}/approvals", ApprovalsHandler),
+        (f"{api}/approvals/{ident}/decision", ApprovalDecisionHandler),
         (f"{api}/peer/mounts", PeerMountHandler),
         (prefix.rstrip("/") + "/?", ServiceRootHandler),
         (f"{prefix.rstrip('/')}/.*", NotFoundHandler),

@@ -8,14 +8,23 @@ details and makes the view (`viewstore.ViewStore`): hard links under a path that
 storage, readable by the lessee's OS user only. The reply is the view's path; the
 scientist's server links `~/datasets/<name>` to it, as the user.
 
+When the dataset's redaction policy hides columns from the lessee, the view is made from
+a redacted copy (redacted.py), never from the raw files; the copy's names go as soon as
+the view's hard links hold its files.
+
 The owner's reaper removes a view once its lease is no longer active (expired, released,
 its dataset retired or no longer interactive), from the views on disk.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
+import os
 import pwd
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +33,10 @@ from ..keys import KeyServiceError
 from ..ledger import LedgerError
 from ..spawner.system_users import AccountError, os_username
 from .errors import ApiError, from_keys
+from .materialize import LocalMaterializer
 from .peers import send_peer_mount, verify_signed
+from .redacted import RedactedCopyError, remove_copy, write_copy
+from .redaction import RedactionError, decide
 from .service import LEASE, Broker
 from .views import Caller, check_id
 from .viewstore import ViewError, ViewStore
@@ -35,6 +47,8 @@ REAPER_ACTOR = "dshare-reaper"
 # A view request is a signed peer request whose run_id is empty: a mount request always
 # names a run, so neither can be taken for the other.
 VIEW_RUN_ID = ""
+# How long the plan of a lease without a view is kept (a view being made has none yet).
+PLAN_GRACE_S = 3600.0
 
 
 def _interactive(asset: dict[str, Any]) -> bool:
@@ -189,13 +203,74 @@ class InteractiveViews:
             raise from_keys(error) from None
         source = Path(str(details.get("path", "")))
         del details
+        copy, actions = await self._redacted_copy(asset, lease, source)
+        # Before the view exists: the reaper never finds it without the plan it was made with.
+        self._write_plan(lease_id, actions)
         try:
             record = await self.store.make(
-                lease=lease, source=source, uid=account.pw_uid, os_user=account.pw_name
+                lease=lease, source=copy or source, uid=account.pw_uid, os_user=account.pw_name
             )
         except ViewError as error:
             raise ApiError(error.code, error.message) from None
+        finally:
+            # The view's hard links keep the copy's files (and their ACL entries) alive;
+            # the copy's own names are not needed once the view exists.
+            if copy is not None:
+                remove_copy(copy)
         return self._reply(lease_id, record, lease)
+
+    # What a lease's view was redacted with: when the owner's policy (or the columns)
+    # change, the reaper removes the view made under the old plan and the next refresh makes
+    # it again. A view without a plan file was made from the raw files (plan {}).
+    def _plan_path(self, lease_id: str) -> Path:
+        assert self.store is not None
+        return self.store.state_dir / "plans" / f"{check_id(lease_id, 'lease_id')}.json"
+
+    def _write_plan(self, lease_id: str, actions: dict[str, str]) -> None:
+        path = self._plan_path(lease_id)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(actions, sort_keys=True))
+        os.replace(tmp, path)
+
+    def _read_plan(self, lease_id: str) -> dict[str, str]:
+        try:
+            plan = json.loads(self._plan_path(lease_id).read_text())
+        except (OSError, ValueError):
+            return {}
+        return plan if isinstance(plan, dict) else {"(unreadable)": "remove"}
+
+    async def _redacted_copy(
+        self, asset: dict[str, Any], lease: dict[str, Any], source: Path
+    ) -> tuple[Path | None, dict[str, str]]:
+        """The redacted copy the view is made from when the dataset's policy hides columns
+        from this lessee (None: the policy hides nothing); never the raw files then."""
+        try:
+            plan = decide(asset, lease)
+        except RedactionError as error:
+            raise ApiError(
+                "REDACTION_FAILED",
+                f"asset '{asset['id']}' is not shown: its {error.message}; its owner must fix "
+                "the policy",
+            ) from None
+        if not plan.redacts:
+            return None, {}
+        materializer = self.broker.materializer
+        if not isinstance(materializer, LocalMaterializer) or materializer.redacted_dir is None:
+            raise ApiError(
+                "REDACTION_UNAVAILABLE",
+                f"asset '{asset['id']}' hides columns from {lease.get('lessee_org')} and this "
+                "broker has nowhere to write redacted copies; read it in a workflow instead",
+            )
+        dest = materializer.redacted_dir / "interactive" / str(lease["id"])
+        remove_copy(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        try:
+            key = materializer.redaction_keys.for_lessee(str(lease.get("lessee_org") or ""))
+            await asyncio.to_thread(write_copy, source, dest, plan, key)
+        except RedactedCopyError as error:
+            raise ApiError("REDACTION_FAILED", f"asset '{asset['id']}': {error.message}") from None
+        return dest, dict(plan.actions)
 
     def _reply(
         self, lease_id: str, record: dict[str, Any], lease: dict[str, Any]
@@ -218,14 +293,28 @@ class InteractiveViews:
             if error.code.endswith("_NOT_FOUND"):
                 return False
             raise
-        return bool(
+        if not (
             lease.get("state") == "active"
             and asset.get("state") != "retired"
             and _interactive(asset)
-        )
+        ):
+            return False
+        try:
+            plan = decide(asset, lease).actions
+        except RedactionError:
+            return False  # undecidable now: shown no longer (never raw)
+        return dict(plan) == self._read_plan(str(record["lease_id"]))
 
     async def reap(self) -> int:
         """Remove the views whose lease is over; what exists comes from the disk."""
         if self.store is None:
             return 0
-        return await self.store.sweep(self._wanted)
+        removed = await self.store.sweep(self._wanted)
+        leases = {str(r["lease_id"]) for r in self.store.records()}
+        stale = time.time() - PLAN_GRACE_S
+        for path in (self.store.state_dir / "plans").glob("*.json"):
+            # Not while a view may be being made for it (its plan is written first).
+            with contextlib.suppress(OSError):
+                if path.stem not in leases and path.stat().st_mtime < stale:
+                    path.unlink()
+        return removed

@@ -8,6 +8,8 @@ the reaper rebuilds its view from there after a restart, never from memory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -15,7 +17,19 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .redacted import RedactedCopyError, RedactionKeys, remove_copy, write_copy
+from .redaction import Plan, RedactionError, decide
+
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def schema_columns(asset: dict[str, Any]) -> list[dict[str, Any]]:
+    """The asset's columns as the output gate needs them (name and tags), for its record."""
+    return [
+        {"name": c.get("name"), "tags": list(c.get("tags") or [])}
+        for c in asset.get("columns") or []
+        if isinstance(c, dict)
+    ]
 
 
 class MaterializeError(Exception):
@@ -63,9 +77,61 @@ class LocalMaterializer:
     crash leaves either a complete record or none.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        redacted_dir: Path | None = None,
+        redaction_keys: RedactionKeys | None = None,
+    ) -> None:
         self.root = Path(data_dir) / "mounts"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        # Where redacted copies go (under the org's storage root, see redacted.py); None:
+        # datasets whose policy redacts anything for a lessee are not mounted at all.
+        self.redacted_dir = redacted_dir
+        self.redaction_keys = redaction_keys or RedactionKeys(Path(data_dir) / "redaction.key")
+
+    def _copy_path(self, run_id: str, lease_id: str) -> Path | None:
+        return None if self.redacted_dir is None else self.redacted_dir / run_id / lease_id
+
+    def _plan(self, asset: dict[str, Any], lease: dict[str, Any]) -> dict[str, str]:
+        """{column: action} for this lessee, only the columns not allowed as they are."""
+        try:
+            plan = decide(asset, lease)
+        except RedactionError as error:
+            raise MaterializeError(
+                "REDACTION_FAILED",
+                f"asset '{asset.get('id')}' is not mounted: its {error.message}; its owner "
+                "must fix the policy",
+            ) from None
+        if plan.redacts and self.redacted_dir is None:
+            raise MaterializeError(
+                "REDACTION_UNAVAILABLE",
+                f"asset '{asset.get('id')}' hides columns from {lease.get('lessee_org')} and "
+                "this broker has nowhere to write redacted copies (BrokerApp.storage_roots "
+                "or BrokerApp.redacted_copies_dir); nothing is mounted raw",
+            )
+        return dict(plan.actions)
+
+    async def _copy(
+        self,
+        asset: dict[str, Any],
+        lease: dict[str, Any],
+        actions: dict[str, str],
+        source: Path,
+        dest: Path,
+    ) -> None:
+        """The redacted copy the handle leads to instead of `source`, made once per run."""
+        if dest.is_dir():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        try:
+            key = self.redaction_keys.for_lessee(str(lease.get("lessee_org") or ""))
+            await asyncio.to_thread(write_copy, source, dest, Plan(actions), key)
+        except RedactedCopyError as error:
+            raise MaterializeError(
+                "REDACTION_FAILED", f"asset '{asset.get('id')}': {error.message}"
+            ) from None
 
     def _paths(self, run_id: str, lease_id: str) -> tuple[Path, Path]:
         for value, name in ((run_id, "run_id"), (lease_id, "lease_id")):
@@ -99,6 +165,8 @@ class LocalMaterializer:
             )
         handle, meta = self._paths(run_id, str(lease["id"]))
         handle.parent.mkdir(exist_ok=True, mode=0o750)
+        # Decided before anything is written: a policy that cannot be decided leaves nothing.
+        actions = self._plan(asset, lease)
         record = {
             "lease_id": lease["id"],
             "run_id": run_id,
@@ -109,11 +177,21 @@ class LocalMaterializer:
             # What the executor takes from the owner and from nobody else (executor/mounts.py).
             "dataset_name": asset.get("name"),
             "release": (asset.get("policy") or {}).get("release") or {},
+            # The schema's names and tags: the gate's disclosure checks know identifiers by them.
+            "columns": schema_columns(asset),
+            # Column names and actions only: what this lessee's copy hides, never a path.
+            "redacted": actions,
         }
         tmp_meta = meta.with_name(meta.name + ".tmp")
         tmp_meta.write_text(json.dumps(record, sort_keys=True))
         # The record goes first: a handle on disk always has an owner the reaper can find.
         os.replace(tmp_meta, meta)
+        copy = self._copy_path(run_id, str(lease["id"]))
+        if actions and copy is not None:
+            # After the record (the reaper finds it), before the handle: a handle of a
+            # redacted lease never leads to the raw directory, not even for a moment.
+            await self._copy(asset, lease, actions, target, copy)
+            target = copy
         if not handle.is_symlink():
             tmp_link = handle.with_name(handle.name + ".tmp")
             if tmp_link.is_symlink():
@@ -142,6 +220,11 @@ class LocalMaterializer:
             # without handle, which the next pass deletes.
             if handle.is_symlink() or handle.exists():
                 handle.unlink()
+            copy = self._copy_path(record["run_id"], record["lease_id"])
+            if copy is not None:
+                remove_copy(copy)
+                with contextlib.suppress(OSError):
+                    copy.parent.rmdir()  # the run's last copy gone
             meta.unlink(missing_ok=True)
             count += 1
             run_dir = handle.parent

@@ -24,6 +24,10 @@ class Submission:
     # claim_name, dataset_name and release policy the owner's broker returned)
     mounts: dict[str, Any] = field(default_factory=dict)
     workspace: bytes = b""  # the home's snapshot as the server sent it (embedded only)
+    # A run over data that requires approved code: the only home files it may have, by
+    # path and SHA-256 (embedded, `workspace` is already cut down to them); None: all.
+    code_files: dict[str, str] | None = None
+    mock: bool = False  # every mount is a mock of kind "mock" (broker/mockruns.py)
 
 
 class Runner(Protocol):

@@ -31,6 +31,7 @@ from dshare_server.workflow.leases import leases_by_id, parse_timestamp
 from dshare_server.workflow.problems import SpecError
 from dshare_server.workflow.spec import Spec, parse
 
+from .approvals import CodeApprovals
 from .errors import ApiError, bad
 from .runner import Runner, Submission
 from .service import LEASE, Broker
@@ -86,7 +87,7 @@ def check_submit(body: Any, max_workspace_bytes: int) -> tuple[str, bytes, str, 
 
 def mount_record(lease: dict[str, Any], mount: dict[str, Any]) -> dict[str, Any]:
     """What the runner gets of one owner's mount: where it is, and the owner's policy."""
-    kept = ("handle", "claim_name", "dataset_id", "dataset_name", "release")
+    kept = ("handle", "claim_name", "dataset_id", "dataset_name", "release", "columns")
     return {
         "org": lease["owner_org"],
         "lease_id": lease["id"],
@@ -137,6 +138,7 @@ class RunService:
         self.max_workspace_bytes = max_workspace_bytes
         self.poll_s = poll_s
         self.following: dict[str, asyncio.Task[None]] = {}
+        self.approvals = CodeApprovals(broker, image=runner.image, home_path=HOME_PATH)
 
     # -- prepare, start, bind, run ----------------------------------------------------------
 
@@ -183,7 +185,12 @@ class RunService:
         self.runner.check_user(caller.user)
         spec, leases = await self.prepare(caller, text, working_dir)
         run_name = name or spec.name or "workflow"
-        run = await self.broker.start_run(caller, run_name, spec.lease_ids, spec.sha256())
+        # Refused on the ledger (RecordRun) when an owner did not approve this code: before
+        # anything is mounted. Approved, the run ships only the files of its identity.
+        code, workspace = await self.approvals.for_run(caller, spec, leases, workspace, working_dir)
+        run = await self.broker.start_run(
+            caller, run_name, spec.lease_ids, spec.sha256(), code.ledger_arg() if code else ""
+        )
         run_id = str(run["id"])
         try:
             manifest = self._compile(spec, caller.user, run_id, leases, working_dir)
@@ -198,6 +205,7 @@ class RunService:
                     home_claim=home_claim(caller.user),
                     mounts=mounts,
                     workspace=workspace,
+                    code_files=code.files if code else None,
                 )
             )
         except BaseException:
@@ -221,6 +229,13 @@ class RunService:
             mount = await self.broker.materialize_for_run(lease, run_id, user)
             mounts[lease_claim(lease_id)] = mount_record(lease, mount)
         return mounts
+
+    async def request_approval(self, caller: Caller, body: Any) -> dict[str, Any]:
+        """POST /approvals: the same body as a run; the broker computes the identity."""
+        self.broker.require(caller, LEASE)
+        text, workspace, working_dir, _name = check_submit(body, self.max_workspace_bytes)
+        spec, leases = await self.prepare(caller, text, working_dir)
+        return await self.approvals.request(caller, text, spec, leases, workspace, working_dir)
 
     # -- following a run to its end ---------------------------------------------------------
 

@@ -3,6 +3,7 @@ with the keys and with mounts. Handlers only translate requests and responses.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from .errors import ApiError, from_keys, from_ledger
 from .materialize import MaterializeError, Materializer
 from .pagecache import PageCache
 from .peers import NonceStore, Signer, send_peer_mount, verify_signed
+from .redaction import CHECKED_FIELDS, RedactionError, check_dataset
 from .views import (
     Caller,
     check_id,
@@ -183,6 +185,7 @@ class Broker:
         fields["id"] = asset_id
         assert storage is not None
         self._check_storage_root(storage[0], storage[1])
+        await self._check_redaction(fields, None)
         sealed = self._seal(asset_id, storage[1])
         fields["sealed_storage"] = sealed
         try:
@@ -198,6 +201,10 @@ class Broker:
         self.require_admin(caller)
         check_id(asset_id, "id")
         fields, storage = split_dataset_in(body, partial=True)
+        if CHECKED_FIELDS & set(fields):
+            await self._check_redaction(
+                fields, await self._evaluate("GetAsset", asset_id, actor=caller.user)
+            )
         sealed = None
         if storage is not None:
             current = await self._evaluate("GetAsset", asset_id, actor=caller.user)
@@ -231,6 +238,13 @@ class Broker:
             await self.materializer.release(lease_id=lease["id"])
         log.info("%s retired dataset %s; %d data key(s) destroyed", caller.user, asset_id, shredded)
         return dataset_view(asset)
+
+    async def _check_redaction(self, fields: dict[str, Any], base: Any) -> None:
+        """The Rego compiles and names known tags before anything is sealed or submitted."""
+        try:
+            await asyncio.to_thread(check_dataset, fields, base, self.org)
+        except RedactionError as error:
+            raise ApiError(error.code, error.message, error.field) from None
 
     def _check_storage_root(self, kind: str, details: dict[str, Any]) -> None:
         """Local storage must lie under one of this org's roots: never another org's
@@ -342,11 +356,13 @@ class Broker:
         return {"run": run_view(run), "mounts": mounts}
 
     async def start_run(
-        self, caller: Caller, name: str, lease_ids: list[str], spec_sha256: str
+        self, caller: Caller, name: str, lease_ids: list[str], spec_sha256: str, code: str = ""
     ) -> dict[str, Any]:
+        """RecordRun; `code` is the run's code identity (broker.approvals.Code.ledger_arg)."""
         self.require(caller, LEASE)
+        extra = [code] if code else []
         run: dict[str, Any] = await self._submit(
-            "RecordRun", json.dumps(lease_ids), spec_sha256, name, actor=caller.user
+            "RecordRun", json.dumps(lease_ids), spec_sha256, name, *extra, actor=caller.user
         )
         return run
 

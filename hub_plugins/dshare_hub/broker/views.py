@@ -23,6 +23,7 @@ DATASET_FIELDS = (
     "columns",
     "skeleton",
     "policy",
+    "redaction",
     "state",
     "created_at",
     "updated_at",
@@ -64,6 +65,7 @@ DATASET_IN_FIELDS = (
     "columns",
     "skeleton",
     "policy",
+    "redaction",
     "storage",
 )
 STORAGE_TYPES = ("local", "hostpath", "azurefile", "s3", "nfs", "gcs")

@@ -65,6 +65,7 @@ class DemoDataset:
     directory: Path
     columns: list[dict[str, Any]] = field(default_factory=list)
     policy: dict[str, Any] = field(default_factory=dict)
+    redaction: str = ""  # Rego (dshare_hub.broker.redaction); "" = every column as it is
 
     def skeleton(self) -> list[dict[str, Any]]:
         return [
@@ -83,6 +84,7 @@ class DemoDataset:
             "columns": self.columns,
             "skeleton": self.skeleton(),
             "policy": self.policy,
+            "redaction": self.redaction,
         }
 
 
@@ -110,15 +112,57 @@ def _corpus(directory: Path, rng: random.Random, files: int) -> int:
     return count
 
 
+# `mock`: the owner's ranges for the mock anyone sees before a lease (dshare_hub.mockdata);
+# the same ranges _payments draws the sample data from.
 PAYMENT_COLUMNS = [
-    {"name": "step", "type": "integer", "tags": []},
-    {"name": "type", "type": "string", "tags": []},
-    {"name": "amount", "type": "number", "tags": []},
-    {"name": "nameOrig", "type": "string", "tags": ["pii"]},
-    {"name": "oldbalanceOrg", "type": "number", "tags": ["sensitive"]},
-    {"name": "nameDest", "type": "string", "tags": ["pii"]},
-    {"name": "isFraud", "type": "integer", "tags": []},
+    {"name": "step", "type": "integer", "tags": [], "mock": {"min": 1, "max": 40}},
+    {
+        "name": "type",
+        "type": "string",
+        "tags": [],
+        "mock": {"values": ["PAYMENT", "TRANSFER", "CASH_OUT", "DEBIT"]},
+    },
+    {"name": "amount", "type": "number", "tags": [], "mock": {"min": 5, "max": 20000}},
+    {"name": "nameOrig", "type": "string", "tags": ["pii"], "mock": {"pattern": "C#########"}},
+    {
+        "name": "oldbalanceOrg",
+        "type": "number",
+        "tags": ["sensitive"],
+        "mock": {"min": 0, "max": 50000},
+    },
+    {"name": "nameDest", "type": "string", "tags": ["pii"], "mock": {"pattern": "M#########"}},
+    {"name": "isFraud", "type": "integer", "tags": [], "mock": {"min": 0, "max": 1}},
 ]
+
+
+# As in the Fybrik sample: other organizations get the customer ids hashed (a keyed hash:
+# joins on them still work within one lessee organization), the owner everything.
+PAYMENTS_REDACTION = """\
+package dshare.redaction
+
+import rego.v1
+
+action := "hash" if {
+	input.lessee_org != input.owner_org
+	input.column.name in {"nameOrig", "nameDest"}
+}
+"""
+
+
+# The gate's disclosure checks on, with their defaults (ACRO's): tables of counts and
+# statistics over groups leave at once; per-person rows, and files that are not tables
+# (job logs too), wait for the owner's review.
+PAYMENTS_RELEASE: dict[str, Any] = {
+    "checks": [
+        "dominance",
+        "max_rows_ratio",
+        "max_size",
+        "min_cell_count",
+        "min_rows",
+        "no_identifiers",
+        "verbatim_input",
+    ],
+}
 
 
 def _payments(path: Path, rng: random.Random, rows: int) -> None:
@@ -194,6 +238,7 @@ def make_datasets(root: Path) -> list[DemoDataset]:
                 tags=["tabular", "finance", "pii"],
                 directory=org_dir / "payments",
                 columns=PAYMENT_COLUMNS,
+                redaction=PAYMENTS_REDACTION,
                 policy={
                     "max_duration_s": 7 * 86400,
                     "exclusive": False,
@@ -201,6 +246,7 @@ def make_datasets(root: Path) -> list[DemoDataset]:
                     "allowed_orgs": [],
                     "approval_required": False,
                     "interactive": True,
+                    "release": PAYMENTS_RELEASE,
                 },
             ),
             DemoDataset(
@@ -213,6 +259,7 @@ def make_datasets(root: Path) -> list[DemoDataset]:
                 tags=["tabular", "health", "pii", "approval"],
                 directory=org_dir / "patients",
                 columns=PAYMENT_COLUMNS,
+                redaction=PAYMENTS_REDACTION,
                 policy={
                     "max_duration_s": 3 * 86400,
                     "exclusive": True,

@@ -15,6 +15,7 @@ from dshare_server.workflow.local_runner import RunnerError, plan
 
 from ..webapi import ApiError, bad
 from .identity import UidPool
+from .mockrun import check_mock_mount, is_mock_mount
 from .mounts import check_mount_fields
 from .store import valid_run_id
 
@@ -33,6 +34,7 @@ class RunRequest:
     mounts: dict[str, dict[str, Any]]
     workspace: bytes
     digest: str  # of the whole body: a repeated POST must be the same run
+    mock: bool = False  # every mount is a mock (mockrun.py): no owner's data at all
 
 
 def _string(body: dict[str, Any], name: str) -> str:
@@ -100,13 +102,25 @@ def check_run_request(body: Any, pool: UidPool) -> RunRequest:
     mounts = body.get("mounts") or {}
     if not isinstance(mounts, dict):
         raise bad("mounts", "must be an object {claim name: mount}")
+    mounts = dict(mounts)  # checked mock mounts replace the caller's, never in its body
+    mock = body.get("mock", False)
+    if not isinstance(mock, bool):
+        raise bad("mock", "must be true (a run on mocks) or false")
     for claim in claims:
         if claim != home_claim and claim not in mounts:
             raise bad("mounts", f"the manifest mounts claim {claim!r}, which has no lease mount")
     for claim, mount in mounts.items():
         if claim not in claims or claim == home_claim:
             raise bad(f"mounts.{claim}", "is not a lease claim of the manifest")
-        check_mount_fields(claim, mount)
+        if mock:
+            mounts[claim] = check_mock_mount(claim, mount)
+        elif is_mock_mount(mount):
+            raise bad(
+                f"mounts.{claim}.kind",
+                "a mock mount belongs to a mock run only; send mock: true with mock mounts alone",
+            )
+        else:
+            check_mount_fields(claim, mount)
         # Leased data is read-only whatever the manifest says.
         claims[claim]["persistentVolumeClaim"]["readOnly"] = True
     try:
@@ -135,6 +149,7 @@ def check_run_request(body: Any, pool: UidPool) -> RunRequest:
         mounts={c: dict(m) for c, m in mounts.items()},
         workspace=archive,
         digest=digest,
+        mock=mock,
     )
 
 

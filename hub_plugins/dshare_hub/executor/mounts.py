@@ -32,6 +32,8 @@ from ..webapi import ApiError, bad
 from .gate import Policy, parse_policy
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The owner's record carries the dataset's schema (up to 1000 columns of names and tags).
+MAX_RECORD = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def _owner_policy(record: dict[str, Any], lease_id: str, org: str) -> Policy:
         "dataset_id": record.get("asset_id") or "",
         "dataset_name": record.get("dataset_name") or "",
         "release": record.get("release") or {},
+        "columns": record.get("columns") or [],
     }
     try:
         return parse_policy(lease_id, raw)
@@ -174,7 +177,7 @@ def _read_record(path: str, lease_id: str) -> dict[str, Any]:
     except OSError:
         raise refuse(lease_id, "the owner's broker has no record of this mount") from None
     with os.fdopen(fd, "rb") as f:
-        raw = f.read(65536)
+        raw = f.read(MAX_RECORD)
     try:
         record = json.loads(raw)
     except ValueError:

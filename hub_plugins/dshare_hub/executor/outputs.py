@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import workspace as ws
-from .gate import Output, Policy, fit_ledger, judge, name_copies, redacted_name
+from .gate import INPUT_CHECKS, Output, Policy, fit_ledger, judge, name_copies, redacted_name
 from .winnow import Corpus, read_corpus
 
 
@@ -28,7 +28,7 @@ def wants_corpus(policy: Policy) -> bool:
     neither."""
     if policy.mode == "auto":
         return False
-    return policy.mode == "review" or "verbatim_input" in policy.checks
+    return policy.mode == "review" or bool(INPUT_CHECKS & set(policy.checks))
 
 
 def corpora_of(

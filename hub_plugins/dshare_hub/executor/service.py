@@ -20,7 +20,7 @@ from dshare_server.workflow.local_runner import LocalRunner
 from dshare_server.workflow.runs import Run
 
 from ..webapi import ApiError, bad
-from . import dataview, joblogs
+from . import dataview, joblogs, mockrun
 from . import workspace as ws
 from .deliver import deliver
 from .gate import saved_policy
@@ -94,6 +94,7 @@ class ExecutorService:
                 # What an interrupted run left: its workspace and its views of the data.
                 run_dir = self.store.run_dir(record["id"])
                 dataview.remove_views(run_dir)
+                mockrun.remove_mock_views(run_dir)
                 shutil.rmtree(run_dir / ws.WORKSPACE, ignore_errors=True)
             self.records[record["id"]] = record
 
@@ -127,6 +128,7 @@ class ExecutorService:
             "jobs": record.get("jobs", []),
             "outputs": [{k: o.get(k) for k in OUTPUT_FIELDS} for o in record.get("outputs", [])],
             "gate_done": bool(record.get("gate_done")),
+            "mock": bool(record.get("mock")),
         }
 
     def get(self, org: str, run_id: str) -> dict[str, Any]:
@@ -159,7 +161,8 @@ class ExecutorService:
                 return self.view(existing)
             if not self.sandbox.usable:
                 raise refuse_sandbox()
-            opened = self._open_mounts(req)
+            # A mock run opens no owner's handle: its mounts are schemas (mockrun.py).
+            opened = [] if req.mock else self._open_mounts(req)
             try:
                 groups = tuple(sorted({m.data_gid for m in opened}))
                 held = [r["job_uid"] for r in self.records.values() if _holds_uid(r)]
@@ -218,6 +221,8 @@ class ExecutorService:
             "jobs": [],
             "outputs": [],
             "gate_done": False,
+            "mock": req.mock,
+            "mocks": {c: m["dataset_id"] for c, m in req.mounts.items()} if req.mock else {},
         }
 
     # -- the run -------------------------------------------------------------------
@@ -239,7 +244,10 @@ class ExecutorService:
                     + "; ".join(skipped[:5])
                 )
             ws_fd = os.open(workspace, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            view_fds = await asyncio.to_thread(dataview.open_views, run_dir, opened)
+            if req.mock:
+                view_fds = await asyncio.to_thread(mockrun.open_mock_views, run_dir, req.mounts)
+            else:
+                view_fds = await asyncio.to_thread(dataview.open_views, run_dir, opened)
             mounts: dict[str, str | int] = {req.home_claim: ws_fd, **view_fds}
             await self._run_jobs(record, req, ident, opened, mounts, run_dir)
             await self._gate(record, opened, workspace, seeded, run_dir)
@@ -259,6 +267,7 @@ class ExecutorService:
                 os.close(fd)
             _close(opened)
             await asyncio.to_thread(dataview.remove_views, run_dir)
+            await asyncio.to_thread(mockrun.remove_mock_views, run_dir)
             await asyncio.to_thread(kill_uid, ident.uid)
             record["gate_done"] = True
             self.store.save(record)
@@ -338,6 +347,18 @@ class ExecutorService:
     ) -> None:
         # Nothing of the job uid may still run while its files are read.
         await asyncio.to_thread(kill_uid, record["job_uid"])
+        if record.get("mock"):
+            gated = await asyncio.to_thread(
+                mockrun.gate_mock,
+                run_id=record["id"],
+                workspace=workspace,
+                seeded=seeded,
+                staging=run_dir / ws.OUTPUTS,
+            )
+            record["outputs"] = gated.outputs
+            self.store.save(record)
+            await self._deliver(record, gated.released)
+            return
         policies = {k: saved_policy(k, v) for k, v in record["policies"].items()}
 
         def unreadable(lease_id: str) -> None:

@@ -20,6 +20,7 @@ import stat
 import zlib
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 K = 32  # k-gram length in bytes
 W = 33  # window of k-grams; W + K - 1 = 64: every copy of 64 bytes or more is found
@@ -70,6 +71,8 @@ class Corpus:
     scanned: int = 0
     cap: int = 0
     truncated: bool = False
+    # What checks derive from the files (the gate's tables), made once per run, not per output.
+    derived: dict[str, Any] = field(default_factory=dict)
 
     def add(self, name: str, data: bytes) -> None:
         number = len(self.files)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -107,6 +108,10 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(work)
     for sub in (work, run_dir / LOGS, run_dir / STAGED):
         sub.mkdir(parents=True, exist_ok=True)
+    # Approved code only: the files the owners approved, as they were approved; the home
+    # may have changed since the broker checked, so each is hashed as it is copied.
+    approved: dict[str, str] | None = config.get("code_files")
+    copied: dict[str, str] = {}
     total = 0
     for dirpath, dirs, files, dir_fd in os.fwalk(home, follow_symlinks=False):
         rel_dir = os.path.relpath(dirpath, home)
@@ -115,6 +120,8 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
             continue
         for name in files:
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+            if approved is not None and rel not in approved:
+                continue
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
             except OSError:
@@ -131,8 +138,21 @@ def seed(config: dict[str, Any]) -> dict[str, Any]:
                         3,
                     )
                 (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
                 with open(work / rel, "xb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                copied[rel] = digest.hexdigest()
+    if approved is not None:
+        changed = sorted(p for p, sha in approved.items() if copied.get(p) != sha)
+        if changed:
+            raise StepError(
+                "the approved code changed in the home after the run was accepted: "
+                f"{', '.join(changed)}; nothing ran. Put the approved version back or ask "
+                "for approval again",
+                3,
+            )
     seeded = ws.snapshot(work)
     _write_json(run_dir / SEEDED, {rel: info.as_dict() for rel, info in seeded.items()})
     return {"seeded": len(seeded)}

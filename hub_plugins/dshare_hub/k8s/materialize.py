@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..broker.materialize import MaterializeError
+from ..broker.materialize import MaterializeError, schema_columns
+from ..broker.redaction import RedactionError, decide
 from .api import KubeApi, KubeApiError, selector
 from .names import (
     ANNOTATION_CLAIM_NAMESPACE,
@@ -51,6 +52,27 @@ def _user_slug(user: str) -> str:
     from kubespawner.slugs import safe_slug
 
     return str(safe_slug(user))
+
+
+def refuse_redacted(asset: dict[str, Any], lease: dict[str, Any]) -> None:
+    """A PV leads straight to the storage, so nothing here can make a redacted copy: a
+    dataset whose policy hides columns from this lessee is not mounted at all (never raw)."""
+    try:
+        redacts = decide(asset, lease).redacts
+    except RedactionError as error:
+        raise MaterializeError(
+            "REDACTION_FAILED",
+            f"asset '{asset.get('id')}' is not mounted: its {error.message}; its owner must "
+            "fix the policy",
+        ) from None
+    if redacts:
+        raise MaterializeError(
+            "REDACTION_UNAVAILABLE",
+            f"asset '{asset.get('id')}' hides columns from {lease.get('lessee_org')} and the "
+            "Kubernetes deployment cannot make redacted copies yet; nothing is mounted raw "
+            "(run it on the embedded deployment, or ask the owner for a dataset without "
+            "those columns)",
+        )
 
 
 class KubeMaterializer:
@@ -102,6 +124,7 @@ class KubeMaterializer:
         run_id: str,
         user: str,
     ) -> dict[str, Any]:
+        refuse_redacted(asset, lease)
         storage_type = str(asset.get("storage_type") or "")
         try:
             check_details(storage_type, details)
@@ -169,6 +192,7 @@ class KubeMaterializer:
             "dataset_id": str(asset.get("id") or ""),
             "dataset_name": asset.get("name") or "",
             "release": (asset.get("policy") or {}).get("release") or {},
+            "columns": schema_columns(asset),  # for the gate's disclosure checks
         }
 
     def _selector(self, **wanted: str) -> str:

@@ -128,9 +128,15 @@ class ArgoRunner:
         """Anyone the hub spawned has a namespace; the API server says the rest."""
 
     def _trusted(
-        self, run_id: str, user: str, home_claim: str, mounts: dict[str, Any]
+        self,
+        run_id: str,
+        user: str,
+        home_claim: str,
+        mounts: dict[str, Any],
+        code_files: dict[str, str] | None = None,
     ) -> TrustedRun:
         return TrustedRun(
+            code_files=code_files,
             run_id=run_id,
             user=user,
             org=self.org,
@@ -146,6 +152,7 @@ class ArgoRunner:
                     "dataset_id": m.get("dataset_id") or "",
                     "dataset_name": m.get("dataset_name") or "",
                     "release": m.get("release") or {},
+                    "columns": m.get("columns") or [],
                 }
                 for m in mounts.values()
             },
@@ -156,7 +163,9 @@ class ArgoRunner:
         )
 
     async def submit(self, run: Submission) -> None:
-        trusted = self._trusted(run.run_id, run.user, run.home_claim, run.mounts)
+        trusted = self._trusted(
+            run.run_id, run.user, run.home_claim, run.mounts, code_files=run.code_files
+        )
         try:
             workflow = make_trusted_workflow(run.manifest, trusted)
         except TrustedRunError as error:

@@ -80,6 +80,9 @@ class TrustedRun:
     staging_storage_class: str | None = None
     run_as_user: int = 1000  # the notebook image's user: the home's files are theirs
     fs_group: int = 100
+    # Approved code only (broker/approvals.py): the seed copies these files, checked by
+    # SHA-256, and nothing else of the home; None: the whole home.
+    code_files: Mapping[str, str] | None = None
 
 
 def workflow_name(run_id: str) -> str:
@@ -257,7 +260,18 @@ def make_trusted_workflow(manifest: Mapping[str, Any], run: TrustedRun) -> dict[
     home_ro = {"name": HOME_VOLUME, "mountPath": HOME_DIR, "readOnly": True}
     home_rw = {"name": HOME_VOLUME, "mountPath": HOME_DIR}
     templates.append(
-        _step(run, SEED, "seed", [home_ro, _staging_mount(RUN_DIR)], _gate_env(run, {}), False)
+        _step(
+            run,
+            SEED,
+            "seed",
+            [home_ro, _staging_mount(RUN_DIR)],
+            _gate_env(
+                run,
+                {},
+                **({} if run.code_files is None else {"code_files": dict(run.code_files)}),
+            ),
+            False,
+        )
     )
     templates.append(
         _step(

@@ -100,6 +100,16 @@ export function fakeClient(
     listDatasets: async () => ({ items: [dataset()] }),
     getDataset: async () => dataset(),
     history: async () => ({ items: [] }),
+    mockPreview: async () => ({
+      dataset_id: 'ds-1',
+      mock: true,
+      label: 'Mock data — synthetic, not the real rows',
+      seed: '0'.repeat(64),
+      file: 'part-0.csv',
+      columns: [],
+      rows: []
+    }),
+    synthesizeMock: async () => dataset(),
     createDataset: async () => dataset(),
     updateDataset: async () => dataset(),
     retireDataset: async () => dataset({ state: 'retired' }),
@@ -120,6 +130,11 @@ export function fakeClient(
     }),
     heldOutputs: async () => ({ items: [] }),
     decideOutput: async () => {
+      throw new Error('not used');
+    },
+    requestApproval: async () => ({ items: [], skipped: [], code_sha256: '' }),
+    listApprovals: async () => ({ items: [] }),
+    decideApproval: async () => {
       throw new Error('not used');
     },
     ...patch

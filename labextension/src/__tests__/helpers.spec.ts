@@ -70,8 +70,10 @@ describe('dataset form', () => {
         max_concurrent: null,
         allowed_orgs: [],
         approval_required: false,
+        code_approval_required: false,
         interactive: false
       },
+      redaction: '',
       storage: {
         type: 'azurefile',
         details: {

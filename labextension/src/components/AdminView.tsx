@@ -5,6 +5,7 @@ import { ILease } from '../types';
 import { Empty, Loading } from './common';
 import { IExplorerHost } from './context';
 import { DatasetForm } from './DatasetForm';
+import { CodeApprovals } from './CodeApprovals';
 import { HeldOutputs } from './HeldOutputs';
 
 /** For org admins: register datasets, decide pending lease requests and held outputs. */
@@ -117,6 +118,8 @@ export function AdminView(props: {
       )}
       <h3>Held outputs</h3>
       <HeldOutputs host={host} refreshToken={refreshToken} />
+      <h3>Code approval requests</h3>
+      <CodeApprovals host={host} refreshToken={refreshToken} />
     </div>
   );
 }

@@ -5,6 +5,7 @@ import { IDataset, IHistoryEntry, ILease } from '../types';
 import { InlineError, Loading, Tags, useNow } from './common';
 import { IExplorerHost } from './context';
 import { LeaseForm } from './LeaseForm';
+import { MockPreview } from './MockPreview';
 import { SkeletonTree } from './SkeletonTree';
 
 export interface IDatasetDetailsProps {
@@ -226,6 +227,15 @@ export function DatasetDetails(props: IDatasetDetailsProps): JSX.Element {
         )}
       </section>
 
+      {dataset.columns.length > 0 && dataset.state === 'active' && (
+        <MockPreview
+          host={host}
+          dataset={dataset}
+          canSynthesize={props.isOwnerAdmin(dataset)}
+          onSynthesized={reload}
+        />
+      )}
+
       <section aria-label="Directory skeleton">
         <h3>Directory skeleton</h3>
         <SkeletonTree entries={dataset.skeleton} />
@@ -251,6 +261,11 @@ export function DatasetDetails(props: IDatasetDetailsProps): JSX.Element {
               ? 'Owner approves each lease'
               : 'Granted at once'}
           </li>
+          {p.code_approval_required && (
+            <li data-testid="dshare-policy-code-approval">
+              Runs need code the owner approved (request it in My runs)
+            </li>
+          )}
           <li>
             {p.interactive
               ? 'Mounted read-only in your notebook server'

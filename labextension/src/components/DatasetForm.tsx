@@ -11,6 +11,7 @@ import { errorText } from '../notify';
 import { DShareError } from '../request';
 import { IDataset } from '../types';
 import { IExplorerHost } from './context';
+import { keepMockRanges } from '../mock';
 
 /** Pre-fill the form from a dataset being updated (storage is never returned). */
 export function formFromDataset(d: IDataset): IDatasetForm {
@@ -32,7 +33,9 @@ export function formFromDataset(d: IDataset): IDatasetForm {
     maxConcurrent: String(d.policy.max_concurrent ?? 0),
     allowedOrgs: d.policy.allowed_orgs.join(', '),
     approvalRequired: d.policy.approval_required,
-    interactive: d.policy.interactive
+    codeApprovalRequired: d.policy.code_approval_required ?? false,
+    interactive: d.policy.interactive,
+    redaction: d.redaction ?? ''
   };
 }
 
@@ -43,6 +46,7 @@ const SERVER_FIELDS: Record<string, string> = {
   'policy.allowed_orgs': 'allowedOrgs',
   'policy.exclusive': 'exclusive',
   'policy.approval_required': 'approvalRequired',
+  'policy.code_approval_required': 'codeApprovalRequired',
   'policy.interactive': 'interactive',
   'storage.type': 'storageType',
   storage_type: 'storageType'
@@ -88,6 +92,10 @@ export function DatasetForm(props: {
     let body;
     try {
       body = formToDatasetIn(form, replaceStorage);
+      if (existing && body.columns) {
+        // The form edits names, types and tags; mock ranges stay as the ledger has them.
+        body.columns = keepMockRanges(body.columns, existing.columns);
+      }
     } catch (err) {
       if (err instanceof FormError) {
         setProblem(err);
@@ -188,7 +196,15 @@ export function DatasetForm(props: {
         })}
         {check('exclusive', 'Exclusive (one lessee at a time)')}
         {check('approvalRequired', 'I approve each lease')}
+        {check('codeApprovalRequired', 'I approve the code of each run')}
         {check('interactive', 'Allow read-only mounts in notebook servers')}
+      </fieldset>
+      <fieldset>
+        <legend>Column redaction</legend>
+        {text('redaction', 'Redaction policy (Rego)', {
+          area: true,
+          hint: '(package dshare.redaction; action := "hash" | "mask" | "remove" per column; empty = none)'
+        })}
       </fieldset>
       <fieldset>
         <legend>Storage (sealed by your organization’s broker)</legend>

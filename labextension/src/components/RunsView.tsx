@@ -4,6 +4,7 @@ import { formatTime } from '../time';
 import { IRun } from '../types';
 import { Empty, Loading } from './common';
 import { IExplorerHost } from './context';
+import { MyApprovals } from './MyApprovals';
 import { OutputList } from './OutputList';
 
 /** My runs with each job's state and what left each run (released, held and why, denied
@@ -49,11 +50,17 @@ export function RunsView(props: {
   }
   if (runs.length === 0) {
     return (
-      <Empty>No runs yet. Run a workflow with %dshare_run workflow.yaml.</Empty>
+      <div>
+        <Empty>
+          No runs yet. Run a workflow with %dshare_run workflow.yaml.
+        </Empty>
+        <MyApprovals host={host} refreshToken={refreshToken} />
+      </div>
     );
   }
   return (
     <div>
+      <MyApprovals host={host} refreshToken={refreshToken} />
       <ul
         className="jp-dshare-list"
         aria-label="My runs"
@@ -69,6 +76,16 @@ export function RunsView(props: {
             <div>
               <strong>{r.name}</strong> · {r.state}
               {r.outcome ? ` (${r.outcome})` : ''}
+              {r.mock && (
+                <span
+                  className="jp-dshare-mock-badge"
+                  data-testid="dshare-run-mock"
+                  title="The jobs read mock data, not the real rows"
+                >
+                  {' '}
+                  · MOCK run on mock data
+                </span>
+              )}
             </div>
             <div className="jp-dshare-meta">
               started {formatTime(r.started_at)}

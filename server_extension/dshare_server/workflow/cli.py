@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .compiler import CompileError, to_yaml
-from .orchestrate import BrokerClient, RunContext, run_workflow
+from .orchestrate import BrokerClient, MockModeError, RunContext, run_workflow
 from .problems import SpecError
 from .runs import Run
 
@@ -33,6 +33,12 @@ def add_run_command(
     parser.add_argument("--dry-run", action="store_true", help="print the Argo Workflow YAML")
     parser.add_argument("--no-wait", action="store_true", help="return once submitted (Argo)")
     parser.add_argument("--parallelism", type=int, help="local jobs at a time (default: CPUs)")
+    parser.add_argument(
+        "--mock",
+        action="store_true",
+        help="run on mocks of the datasets (synthetic rows, no lease needed); the outputs are "
+        "mock results, delivered to ~/mock-runs/<run id>/",
+    )
     parser.set_defaults(
         func=lambda args: run_command(
             args, broker_factory=broker_factory, context_factory=context_factory
@@ -93,13 +99,14 @@ def run_command(
                 dry_run=args.dry_run,
                 wait=not args.no_wait,
                 on_update=None if args.dry_run else on_update,
+                mock=bool(getattr(args, "mock", False)),
             )
         )
     except SpecError as exc:
         exc.filename = os.fspath(args.file)
         print(exc.render(), file=sys.stderr)
         return 2
-    except CompileError as exc:
+    except (CompileError, MockModeError) as exc:
         print(f"dshare run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

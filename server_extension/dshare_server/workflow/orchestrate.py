@@ -164,21 +164,31 @@ async def run_workflow(
     wait: bool = True,
     on_update: UpdateCallback | None = None,
     runner: LocalRunner | None = None,
+    mock: bool = False,
 ) -> Run:
     """Run a workflow.yaml; raises SpecError (nothing started) or returns the finished Run.
 
     ``dry_run`` compiles without asking the broker to start anything (``run.manifest``).
     ``wait=False``: return once the broker has the run; it follows the run to its end.
     ``runner`` lets a caller keep a handle to cancel a local run.
+    ``mock``: run on mocks of the datasets the volumes name, no lease needed (the broker
+    resolves the ids and checks them; nothing of the real data is mounted).
     """
     notify = on_update or (lambda _run: None)
-    leases = leases_by_id(await broker.list_leases())
-    spec = parse(text, leases=leases, user=ctx.user, home_path=ctx.home_path)
+    if mock and ctx.mode != "broker":
+        raise MockModeError(
+            "--mock runs through your organization's broker, which makes the mocks; "
+            "this server runs workflows locally (DSHARE_RUNNER=local)"
+        )
+    leases = {} if mock else leases_by_id(await broker.list_leases())
+    spec = parse(text, leases=None if mock else leases, user=ctx.user, home_path=ctx.home_path)
     name = spec.name or ctx.default_name
     if dry_run:
         mounts = {
-            i: {"claim_name": local_claim(i), "expires_at": leases[i].expires_at}
-            for i in spec.lease_ids
+            i: {"claim_name": f"dshare-mock-{n}"}
+            if mock
+            else {"claim_name": local_claim(i), "expires_at": leases[i].expires_at}
+            for n, i in enumerate(spec.lease_ids)
         }
         run = new_run(spec, "dry-run", name, "dry-run")
         run.manifest = compile_workflow(spec, compile_context(spec, ctx, "dry-run", mounts))
@@ -188,7 +198,7 @@ async def run_workflow(
     if ctx.mode == "broker":
         # The server's broker client speaks both protocols; test doubles may speak one.
         executor = cast(ExecutorBroker, broker)
-        return await _run_on_executor(text, spec, name, executor, ctx, wait, notify)
+        return await _run_on_executor(text, spec, name, executor, ctx, wait, notify, mock=mock)
     started = await broker.start_run(name, spec.lease_ids, spec.sha256())
     run_id = str(started["run"]["id"])
     run = new_run(spec, run_id, name, ctx.mode)
@@ -255,6 +265,17 @@ def _apply_broker_view(run: Run, view: dict[str, Any]) -> None:
             run.warnings.append(str(warning))
 
 
+class MockModeError(RuntimeError):
+    """A mock run asked of a server that cannot make one."""
+
+
+def mock_banner(run_id: str) -> str:
+    return (
+        f"MOCK RUN {run_id}: the jobs read mock data (synthetic rows from each dataset's "
+        f"schema, not the real rows); its outputs are mock results, in ~/mock-runs/{run_id}/"
+    )
+
+
 def outputs_summary(outputs: list[dict[str, Any]]) -> str:
     """What the output gate let out and what it held, in words for the notebook."""
     lines = []
@@ -284,6 +305,8 @@ async def _run_on_executor(
     wait: bool,
     notify: UpdateCallback,
     poll_s: float = 0.3,
+    *,
+    mock: bool = False,
 ) -> Run:
     """Send the spec and the home's snapshot; the broker compiles, binds and runs it."""
     rel = os.path.relpath(os.path.realpath(ctx.cwd), os.path.realpath(ctx.home_dir))
@@ -295,9 +318,10 @@ async def _run_on_executor(
             "name": name,
             "working_dir": working_dir,
             "workspace": base64.b64encode(workspace).decode(),
+            **({"mock": True} if mock else {}),
         }
     )
-    run = new_run(spec, str(started["run"]["id"]), name, "broker")
+    run = new_run(spec, str(started["run"]["id"]), name, "mock" if mock else "broker")
     run.state, run.started_at = "running", utcnow()
     notify(run)
     if not wait:
@@ -323,5 +347,7 @@ async def _run_on_executor(
     summary = outputs_summary(run.outputs)
     if summary:
         run.message = f"{run.message}\n{summary}".strip()
+    if mock:
+        run.message = f"{mock_banner(run.id)}\n{run.message}".strip()
     notify(run)
     return run

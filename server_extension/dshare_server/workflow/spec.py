@@ -29,7 +29,8 @@ MAX_NODE_VISITS = 200_000
 MAX_JOBS = 5_000
 DEFAULT_HOME = "/home/jovyan"
 
-TOP_KEYS = ("jobs", "dags", "name", "deadline", "env")
+TOP_KEYS = ("jobs", "dags", "name", "deadline", "env", "code")
+MAX_CODE_PATHS = 1000
 JOB_KEYS = ("command", "name", "image", "env", "resources", "volumes", "timeout")
 RESOURCE_KEYS = ("cpu", "memory")
 VOLUME_KEYS = ("id", "name", "path")
@@ -92,6 +93,9 @@ class Spec:
     deadline: datetime | None = None
     deadline_text: str | None = None
     warnings: tuple[str, ...] = ()
+    # Workspace files and folders the jobs run besides those their commands name
+    # (imported modules, configuration): part of the code identity owners approve.
+    code: tuple[str, ...] = ()
 
     def dependencies(self, job_name: str) -> list[str]:
         return [a for a, b in self.edges if b == job_name]
@@ -299,9 +303,11 @@ class _Parser:
         deadline, deadline_text = (None, None)
         if "deadline" in found:
             deadline, deadline_text = self.deadline(found["deadline"][1], jobs)
+        code = self.code_paths(found["code"][1]) if "code" in found else []
         if self.problems:
             raise SpecError(self.problems, self.text)
         return Spec(
+            code=tuple(code),
             jobs=tuple(jobs),
             edges=tuple(edges),
             name=name,
@@ -310,6 +316,35 @@ class _Parser:
             deadline_text=deadline_text,
             warnings=tuple(self.warnings),
         )
+
+    def code_paths(self, node: yaml.Node) -> list[str]:
+        hint = "list files or folders of your home the jobs run, e.g. `code: [count.py, lib/]`"
+        if not isinstance(node, yaml.SequenceNode):
+            self.add(node, f"`code` must be a list of paths, not {self.kind(node)}", hint)
+            return []
+        if len(node.value) > MAX_CODE_PATHS:
+            self.add(node, f"`code` lists more than {MAX_CODE_PATHS} paths", hint)
+            return []
+        out: list[str] = []
+        for item in node.value:
+            self.visit(item)
+            value = self.string(item, "each `code` entry", hint=hint)
+            if value is None:
+                continue
+            path = value.strip()
+            if path.startswith(self.home + "/"):
+                path = path[len(self.home) + 1 :]
+            parts = path.split("/")
+            if not path or path.startswith("/") or ".." in parts or "\x00" in path:
+                self.add(
+                    item,
+                    f"`code` entry `{value}` is not a path inside your home",
+                    "give a path relative to the working directory, without `..`",
+                )
+                continue
+            if path not in out:
+                out.append(path)
+        return out
 
     def workflow_name(self, node: yaml.Node) -> str | None:
         value = self.string(node, "`name`")
