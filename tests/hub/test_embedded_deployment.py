@@ -107,6 +107,7 @@ async def test_leased_dataset_skeleton_is_in_the_server_and_no_secret_is(deploym
     )
     assert leased.code == 201, leased.body
 
+    await session.stop_server(token)  # the lease must be there when the spawner prepares
     await session.start_server()
     out, errors = await session.run_code(
         "import json, os\n"

@@ -88,6 +88,23 @@ class HubSession:
             self.user = user
         return response
 
+    async def stop_server(self, token: str, timeout: float = 120.0) -> None:
+        """Stop the user's server if it runs (tests share one deployment, so an earlier
+        module may have left it running) and wait until the hub says it is gone."""
+        auth = {"Authorization": f"token {token}"}
+        response = await self.fetch(f"hub/api/users/{self.user}/server", "DELETE", None, auth)
+        assert response.code in (202, 204, 400), response.body
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            reply = await self.fetch(f"hub/api/users/{self.user}", headers=auth)
+            model = json.loads(reply.body or b"{}")
+            if reply.code == 200 and not model.get("server") and not model.get("pending"):
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.user}'s server did not stop: {reply.body!r}")
+            await asyncio.sleep(0.5)
+
     async def start_server(self, timeout: float = 120.0) -> HTTPResponse:
         """Follow the spawn redirects until JupyterLab's page answers."""
         await self.fetch("hub/spawn", follow=False)
