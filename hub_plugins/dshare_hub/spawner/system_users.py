@@ -19,6 +19,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -244,10 +245,21 @@ def remove_user(name: str) -> None:
     if pw is None:
         return
     if pw.pw_uid != 0:
-        for pid in processes_of(pw.pw_uid):
+        _end_processes(pw.pw_uid)
+    _run(["userdel", name], f"remove the OS user {name}")
+
+
+def _end_processes(uid: int, wait_s: float = 10.0) -> None:
+    """SIGKILL what runs as `uid` and wait until /proc shows none of it: a killed process
+    stays listed until its parent reaps it, and userdel refuses while it is listed."""
+    deadline = time.monotonic() + wait_s
+    while pids := processes_of(uid):
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-    _run(["userdel", name], f"remove the OS user {name}")
+        if time.monotonic() > deadline:
+            return  # userdel then says which process holds the account
+        time.sleep(0.1)
 
 
 def remove_group(name: str) -> None:
