@@ -88,6 +88,26 @@ class HubSession:
             self.user = user
         return response
 
+    async def put_text(self, name: str, content: str) -> None:
+        """Write a text file into the user's home through the contents API, as the editor does."""
+        status, body = await self.api(
+            f"api/contents/{name}", "PUT", {"type": "file", "format": "text", "content": content}
+        )
+        assert status in (200, 201), body
+
+    async def stop_own_server(self) -> None:
+        """Stop the user's server with a short-lived token of their own, and wait for it
+        (a module that leaves no server running leaves no process behind either)."""
+        await self.fetch("hub/home")  # the hub's own XSRF cookie (the server's has its name)
+        response = await self.fetch(
+            f"hub/api/users/{self.user}/tokens",
+            "POST",
+            json.dumps({"note": "stop after the tests", "expires_in": 300}),
+            {"X-XSRFToken": self.xsrf, "Content-Type": "application/json"},
+        )
+        assert response.code == 201, response.body
+        await self.stop_server(json.loads(response.body)["token"])
+
     async def stop_server(self, token: str, timeout: float = 120.0) -> None:
         """Stop the user's server if it runs (tests share one deployment, so an earlier
         module may have left it running) and wait until the hub says it is gone."""
@@ -192,3 +212,11 @@ class HubSession:
             conn.close()
             await self.api(f"api/kernels/{kernel['id']}", "DELETE")
         return "".join(out), errors
+
+
+async def signed_in(public_url: str, user: str, password: str) -> HubSession:
+    """A user logged in through the form with a running server."""
+    session = HubSession(public_url)
+    await session.login(user, password)
+    await session.start_server()
+    return session
