@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -81,3 +83,54 @@ def test_a_nested_parquet_column_is_named_by_position_only() -> None:
     with pytest.raises(NotATable) as info:
         read_table("t.parquet", data)
     assert info.value.reason == "column 2 holds nested lists or structs, not values"
+
+
+def _dictionary_bomb() -> bytes:
+    # One 1 MiB string in the dictionary page, repeated by 4000 indices: 4 GiB decoded, in
+    # a file whose footer says 1 MiB.
+    v = pa.DictionaryArray.from_arrays(pa.array([0] * 4000, pa.int32()), ["x" * (1 << 20)])
+    out = io.BytesIO()
+    pq.write_table(pa.table({"v": v}), out, compression="zstd")
+    assert pq.ParquetFile(io.BytesIO(out.getvalue())).metadata.row_group(0).total_byte_size < (
+        2 << 20
+    )
+    return out.getvalue()
+
+
+def _fixed_width_bomb() -> bytes:
+    # 640 values of 1 MiB of zeros: fixed width, so there is no dictionary to keep small.
+    chunk = pa.table({"v": pa.array([b"\0" * (1 << 20)] * 16, pa.binary(1 << 20))})
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, chunk.schema, compression="zstd") as writer:
+        for _ in range(40):
+            writer.write_table(chunk)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "bound_mib"),
+    # The fixed-width one holds up to MAX_DECODED (256 MiB) of values before it is refused.
+    [(_dictionary_bomb, 400), (_fixed_width_bomb, 512)],
+)
+def test_a_parquet_bomb_is_refused_without_decoding_it(make, bound_mib) -> None:
+    data = make()
+    assert len(data) < 64 * 1024
+    # Read in a child, so its peak memory is the gate's reading alone (pyarrow's own is
+    # about 100 MiB; the old reader's, decoding it, was 4 GiB).
+    code = (
+        "import sys\n"
+        "from dshare_hub.executor.tables import NotATable, read_table\n"
+        "try:\n"
+        "    read_table('b.parquet', sys.stdin.buffer.read())\n"
+        "except NotATable as error:\n"
+        "    print(error.reason)\n"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent (pytest).
+        "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(int(peak.split()[1]) // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=data, capture_output=True, timeout=120, check=True
+    )
+    reason, peak_mib = done.stdout.decode().splitlines()
+    assert reason == "it decodes to more than 268435456 bytes, more than the gate reads"
+    assert int(peak_mib) < bound_mib, f"reading the bomb took {peak_mib} MiB"

@@ -2,21 +2,27 @@
 
 A UiS scientist leases UiS's payments (the demo turns the checks on for it) and, from a
 real kernel, runs a job that writes what a hostile or careless scientist would: a table
-of customers, the same ids under another column name, fraud counts with small cells, a
-file that claims to be CSV and is not, and the honest result, counts by transaction type
-as CSV and as JSON. Only the honest tables arrive in the home; each held file says which
-check held it, where, and what to change, and no message quotes the data.
+of customers, the same ids under another column name or as a column's name, fraud counts
+with small cells, sums over groups of one or two payments, a file that claims to be CSV
+and is not, amounts shifted by a half under a made-up column name, a Parquet file of a
+kilobyte that decodes to gigabytes (to exhaust the root executor's memory), and the
+honest result, counts by transaction type as CSV and as JSON. Only the honest tables
+arrive in the home; each held file says which check held it, where, and what to change,
+and no message quotes the data.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import shutil
 from collections import Counter
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from hubclient import HubSession
+from hubclient import signed_in
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -32,7 +38,7 @@ jobs:
     path: '/data/payments'
 """
 JOB = """\
-import collections, csv, json, os
+import base64, collections, csv, json, os
 rows = list(csv.DictReader(open('/data/payments/transactions.csv')))
 os.makedirs('sdc', exist_ok=True)
 def table(name, header, lines):
@@ -44,26 +50,28 @@ table('per_person.csv', ['nameOrig', 'amount'], [(r['nameOrig'], r['amount']) fo
 table('renamed.csv', ['customer', 'step'], [(r['nameOrig'], r['step']) for r in rows[:3]])
 by_type = collections.Counter(r['type'] for r in rows)
 table('by_type.csv', ['type', 'count'], sorted(by_type.items()))
+table('header.csv', ['type', rows[0]['nameOrig']], sorted(by_type.items()))
 json.dump([{'type': k, 'n': v} for k, v in sorted(by_type.items())], open('sdc/by_type.json', 'w'))
 fraud = collections.Counter((r['type'], r['isFraud']) for r in rows)
 table('fraud.csv', ['type', 'isFraud', 'x'], sorted((t, f, n) for (t, f), n in fraud.items()))
 open('sdc/broken.csv', 'wb').write(bytes(range(256)))
+sums = collections.defaultdict(float)
+for r in rows:
+    sums[(int(r['step']), r['type'])] += float(r['amount'])
+table('sums.csv', ['step', 'type', 'amount_sum'],
+      [(*k, round(v, 2)) for k, v in sorted(sums.items())])
+table('shifted.csv', ['q'], [(float(r['amount']) + 0.5,) for r in rows[:5]])
+open('sdc/bomb.parquet', 'wb').write(base64.b64decode('{bomb}'))
 print('wrote', len(rows))
 """
 
 
-async def _session(deployment, logins, user: str) -> HubSession:
-    session = HubSession(deployment.layout.public_url)
-    await session.login(user, logins[user])
-    await session.start_server()
-    return session
-
-
-async def _put(session: HubSession, name: str, content: str) -> None:
-    status, body = await session.api(
-        f"api/contents/{name}", "PUT", {"type": "file", "format": "text", "content": content}
-    )
-    assert status in (200, 201), body
+def _bomb() -> str:
+    """One 1 MiB string in a dictionary page, repeated 4000 times: 4 GiB decoded."""
+    out = io.BytesIO()
+    bomb = pa.DictionaryArray.from_arrays(pa.array([0] * 4000, pa.int32()), ["x" * (1 << 20)])
+    pq.write_table(pa.table({"v": bomb}), out, compression="zstd")
+    return base64.b64encode(out.getvalue()).decode()
 
 
 def _fix(check: str) -> str:
@@ -82,9 +90,9 @@ async def test_per_person_tables_are_held_and_aggregates_released(deployment, lo
     small = sorted(k for k, n in fraud.items() if n < 10)
     assert small, "the demo's payments have no small fraud cell: this test's premise is gone"
 
-    scientist = await _session(deployment, logins, USER)
-    await _put(scientist, "sdc-workflow.yaml", WORKFLOW.format(dataset=DATASET))
-    await _put(scientist, "sdc_job.py", JOB)
+    scientist = await signed_in(layout.public_url, USER, logins[USER])
+    await scientist.put_text("sdc-workflow.yaml", WORKFLOW.format(dataset=DATASET))
+    await scientist.put_text("sdc_job.py", JOB.replace("{bomb}", _bomb()))
     out, errors = await scientist.run_code(
         "from dshare_server.session import lease, release\n"
         f"mine = lease({DATASET!r}, hours=1, purpose='disclosure checks')\n"
@@ -107,6 +115,10 @@ async def test_per_person_tables_are_held_and_aggregates_released(deployment, lo
         "sdc/renamed.csv": "held",
         "sdc/fraud.csv": "held",
         "sdc/broken.csv": "held",
+        "sdc/shifted.csv": "held",
+        "sdc/header.csv": "held",
+        "sdc/sums.csv": "held",
+        "sdc/bomb.parquet": "held",
     }
     assert files["sdc/per_person.csv"]["held_by"] == ["UiS"]
 
@@ -136,6 +148,39 @@ async def test_per_person_tables_are_held_and_aggregates_released(deployment, lo
         "UTF-8 text (byte 128); dataset UiS mobile payments holds such files for its "
         "owner's review. Write results as tables: CSV, TSV, Parquet, or JSON records."
     }
+    # An id in a header is an id too, and the message names the column by position only.
+    assert failed("sdc/header.csv")["no_identifiers"] == (
+        "sdc/header.csv: the names of column 2 are values of the identifier column(s) "
+        f"nameOrig. {_fix('no_identifiers')}"
+    )
+    # Sums over groups the job chose so small that one or two payments make them up.
+    groups: dict[tuple[int, str], list[float]] = {}
+    for r in rows:
+        groups.setdefault((int(r["step"]), r["type"]), []).append(float(r["amount"]))
+
+    def dominated(amounts: list[float]) -> bool:  # ACRO's n,k (2, 0.9) and p-ratio (0.1)
+        top = sorted(amounts, reverse=True)
+        return sum(top[:2]) >= 0.9 * sum(top) or sum(top[2:]) < 0.1 * top[0]
+
+    few = sum(1 for g in groups.values() if dominated(g))
+    assert few, "no (step, type) group of the demo's payments is dominated: premise gone"
+    assert failed("sdc/sums.csv")["dominance"].startswith(
+        f"sdc/sums.csv: {few} cell(s) are dominated by a few records (the largest 2 make up "
+        "90% or more of the total"
+    )
+    # Numbers no input column's statistic explains are not judged as if they were counts.
+    assert set(failed("sdc/shifted.csv")) == {"table"}
+    assert failed("sdc/shifted.csv")["table"].startswith(
+        "the disclosure checks cannot verify sdc/shifted.csv: 5 cell(s) are not what their "
+        "column is taken for (column 1: data rows 1, 2, 3, 4, 5)"
+    )
+    # The gate refuses to decode the bomb (the run finished: the executor survived it).
+    assert failed("sdc/bomb.parquet") == {
+        "table": "the disclosure checks cannot read sdc/bomb.parquet as a table: it decodes "
+        "to more than 268435456 bytes, more than the gate reads; dataset UiS mobile payments "
+        "holds such files for its owner's review. Write results as tables: CSV, TSV, "
+        "Parquet, or JSON records."
+    }
     # What the job printed is not a table either: the owner reviews the job's log too.
     logs = [o for o in run["outputs"] if o["path"].endswith(".log")]
     assert logs and all(o["decision"] == "held" for o in logs), run["outputs"]
@@ -147,7 +192,8 @@ async def test_per_person_tables_are_held_and_aggregates_released(deployment, lo
         "type,count\r\n" + "".join(f"{k},{v}\r\n" for k, v in sorted(by_type.items()))
     )
     assert (home / "sdc" / "by_type.json").is_file()
-    for held in ("per_person.csv", "renamed.csv", "fraud.csv", "broken.csv"):
+    held_files = ("per_person.csv", "renamed.csv", "fraud.csv", "broken.csv", "shifted.csv")
+    for held in (*held_files, "header.csv", "sums.csv", "bomb.parquet"):
         assert not (home / "sdc" / held).exists(), held
     values = {r[c] for r in rows for c in ("nameOrig", "nameDest", "amount")}
     messages = [c["message"] for o in files.values() for c in o["checks"]]

@@ -110,7 +110,7 @@ def small_cells(counts: list[list[float]], appetite: dict[str, Any]) -> list[tup
     below = below & present
     if not appetite["zeros_are_disclosive"]:
         below = below & (table != 0)
-    return sorted(set(_cells(below & present)) | set(_cells(zeros & present)))
+    return sorted(set(_cells(below)) | set(_cells(zeros & present)))
 
 
 def dominated(groups: list[list[float] | None], appetite: dict[str, Any]) -> tuple[list[int], bool]:
@@ -119,6 +119,8 @@ def dominated(groups: list[list[float] | None], appetite: dict[str, Any]) -> tup
     rows are those with negatives)."""
     import pandas as pd
 
+    if not groups:
+        return [], False
     n = appetite["safe_nk_n"]
     nan = float("nan")
 
@@ -132,8 +134,6 @@ def dominated(groups: list[list[float] | None], appetite: dict[str, Any]) -> tup
         "top_n_sum": frame(lambda g: sum(sorted(g, reverse=True)[:n])),
         "num_negative": frame(lambda g: sum(1 for x in g if x < 0)),
     }
-    if not groups:
-        return [], False
     checks = _checks(appetite)
     evidence = _evidence(tables)
     status, _m, nk = checks.check_nk_dominance("table", evidence, None)

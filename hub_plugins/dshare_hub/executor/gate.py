@@ -12,7 +12,6 @@ read is held or released as the dataset's policy says for what it cannot check
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -299,10 +298,7 @@ class TableCheck(Check):
         why = sdc.CHECKS[self.name](analysis, policy.disclosure)
         if not why:
             return self.result(policy, True)
-        message = f"{file_label(output, corpus)}: {why}"
-        if len(message) > MAX_MESSAGE:  # a long path and many columns: the ledger's limit
-            message = message[: MAX_MESSAGE - 3] + "..."
-        return self.result(policy, False, message)
+        return self.result(policy, False, fit(f"{file_label(output, corpus)}: {why}"))
 
 
 for _name in sdc.CHECKS:
@@ -338,7 +334,13 @@ def table_problem(
     them), or None when they can."""
     lease, label = policy.lease_id, file_label(output, corpus)
     if corpus is None:
-        return CheckResult("table", False, f"the input of lease {lease} could not be read", lease)
+        return CheckResult(
+            "table",
+            False,
+            f"the input of lease {lease} could not be read, so the disclosure checks cannot "
+            f"judge {label}; it is held for the owner's review",
+            lease,
+        )
     if corpus.truncated:
         return CheckResult(
             "table",
@@ -374,15 +376,12 @@ def unverified(
     why = verify.problem(analysis)
     if not why:
         return None
-    message = unjudged(
+    return unjudged(
         f"the disclosure checks cannot verify {file_label(output, corpus)}: {why}",
         "Write only group keys, counts and aggregates of input columns, under names that say "
         "what they are (count, mean_income).",
         policy,
     )
-    if len(message.message) > MAX_MESSAGE:
-        message = dataclasses.replace(message, message=message.message[: MAX_MESSAGE - 3] + "...")
-    return message
 
 
 def unjudged(why: str, fix: str, policy: Policy) -> CheckResult:
@@ -390,14 +389,19 @@ def unjudged(why: str, fix: str, policy: Policy) -> CheckResult:
     lease = policy.lease_id
     if policy.unknown == "release":
         return CheckResult(
-            "table", True, f"{why}; dataset {policy.dataset} releases such files", lease
+            "table", True, fit(f"{why}; dataset {policy.dataset} releases such files"), lease
         )
     return CheckResult(
         "table",
         False,
-        f"{why}; dataset {policy.dataset} holds such files for its owner's review. {fix}",
+        fit(f"{why}; dataset {policy.dataset} holds such files for its owner's review. {fix}"),
         lease,
     )
+
+
+def fit(message: str) -> str:
+    """A message cut to what the ledger records (a long path, many columns)."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def redacted_name(path: str) -> str:

@@ -80,12 +80,18 @@ class Inputs:
     def rows(self) -> int:
         return sum(len(t.rows) for t in self.tables)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The input's column names, sorted (asked for per output column)."""
+        return self._memo(
+            "columns", lambda: tuple(sorted({c for t in self.tables for c in t.columns}))
+        )
+
     def resolve(self, name: str) -> str | None:
         """The input column ``name`` names (exactly, else ignoring case), or None."""
-        names = self._memo("names", lambda: {c for t in self.tables for c in t.columns})
-        if name in names:
+        if name in self._memo("names", lambda: frozenset(self.columns)):
             return name
-        folded = self._memo("folded", lambda: {c.casefold(): c for c in sorted(names)})
+        folded = self._memo("folded", lambda: {c.casefold(): c for c in self.columns})
         return folded.get(name.casefold())
 
     def values(self, column: str) -> frozenset[str]:
@@ -180,11 +186,18 @@ class Analysis:
     crosstab: list[tuple[int, str, str | None]] = field(default_factory=list)  # (j, C, value)
     values: list[tuple[int, str]] = field(default_factory=list)  # (j, numeric input column)
     group: list[int] = field(default_factory=list)  # input rows behind each output row
+    # Each row's key, asked for once per cell: made once `analyse` has found the keys.
+    _row_keys: dict[int, tuple[tuple[str, ...], tuple[str | None, ...]]] = field(
+        default_factory=dict
+    )
 
     def row_key(self, r: int) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
-        names = tuple(c for _j, c in self.keys)
-        row = self.table.rows[r]
-        return names, tuple(None if row[j].casefold() in MARGINS else row[j] for j, _c in self.keys)
+        if r not in self._row_keys:
+            names = tuple(c for _j, c in self.keys)
+            row = self.table.rows[r]
+            values = tuple(None if row[j].casefold() in MARGINS else row[j] for j, _c in self.keys)
+            self._row_keys[r] = names, values
+        return self._row_keys[r]
 
     def cell_count(self, r: int, column: str, value: str | None) -> int:
         names, values = self.row_key(r)
@@ -214,7 +227,7 @@ def analyse(
     table: Table, inputs: Inputs, schema: tuple[tuple[str, tuple[str, ...]], ...]
 ) -> Analysis:
     known = {c.casefold() for c, _t in schema}
-    known |= {c.casefold() for t in inputs.tables for c in t.columns}
+    known |= {c.casefold() for c in inputs.columns}
     safe = frozenset(
         n
         for n in table.columns
@@ -262,8 +275,7 @@ def _renamed(inputs: Inputs, name: str, vals: set[str]) -> str | None:
         return None
     if all(number(v) is not None for v in vals) and min(map(len, vals)) < MIN_ID_LEN:
         return None
-    names = sorted({c for t in inputs.tables for c in t.columns})
-    return next((c for c in names if vals <= inputs.values(c)), None)
+    return next((c for c in inputs.columns if vals <= inputs.values(c)), None)
 
 
 def _crosstab(a: Analysis, j: int, keys: set[str]) -> tuple[str, str | None] | None:
@@ -271,10 +283,9 @@ def _crosstab(a: Analysis, j: int, keys: set[str]) -> tuple[str, str | None] | N
     name = a.table.columns[j]
     if name.casefold() in MARGINS:
         return None  # a margin: checked as the row's count, it holds no new cell
-    names = sorted({c for t in a.inputs.tables for c in t.columns} - keys)
     column = a.table.column(j)
-    for c in names:
-        if name not in a.inputs.values(c):
+    for c in a.inputs.columns:
+        if c in keys or name not in a.inputs.values(c):
             continue
         got = [a.cell_count(r, c, name) for r in range(len(column))]
         if all(number(v) == g for v, g in zip(column, got, strict=True) if v):
@@ -303,17 +314,17 @@ def _where(a: Analysis, cells: Iterable[tuple[int, int]]) -> str:
 
 
 def min_cell_count(a: Analysis, rules: Rules) -> str:
-    columns = a.counts + [j for j, _c, _v in a.crosstab]
+    crossed = {j: (c, v) for j, c, v in a.crosstab}  # looked up per cell: a table can be wide
+    columns = a.counts + list(crossed)
     grid: list[list[float]] = []
     for r, row in enumerate(a.table.rows):
         line = []
         for j in columns:
             written = number(row[j])
-            if j in a.counts:
-                truth = a.group[r] if a.keys else None
+            if j in crossed:
+                truth: int | None = a.cell_count(r, *crossed[j])
             else:
-                _j, c, v = next(x for x in a.crosstab if x[0] == j)
-                truth = a.cell_count(r, c, v)
+                truth = a.group[r] if a.keys else None
             # The smaller of what the job wrote and what the input says: either may be it.
             seen = [x for x in (written, truth) if x is not None]
             line.append(min(seen) if seen else float("nan"))
@@ -352,11 +363,15 @@ def min_rows(a: Analysis, rules: Rules) -> str:
 def dominance(a: Analysis, rules: Rules) -> str:
     found: list[tuple[int, int]] = []
     negative: list[tuple[int, int]] = []
+    judged: dict[str, tuple[list[int], bool]] = {}  # columns aggregating one input column
     for j, column in a.values:
-        groups = [
-            a.inputs.contributions(*a.row_key(r), column) or None for r in range(len(a.table.rows))
-        ]
-        rows, refused = acro_rules.dominated(groups, rules.appetite())
+        if column not in judged:
+            groups = [
+                a.inputs.contributions(*a.row_key(r), column) or None
+                for r in range(len(a.table.rows))
+            ]
+            judged[column] = acro_rules.dominated(groups, rules.appetite())
+        rows, refused = judged[column]
         (negative if refused else found).extend((r, j) for r in rows)
     parts = []
     if found:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 SUFFIXES = (".csv", ".tsv", ".parquet", ".json")
-# A Parquet file is compressed: its decoded size, not its length, bounds the memory used.
+# A Parquet file is compressed: what it decodes to, not its length, bounds the memory used.
 MAX_DECODED = 256 * 1024 * 1024
 MAX_CELLS = 10_000_000
+_BATCH = 1024  # Parquet rows decoded at a time: the size bound is checked per batch
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -172,23 +173,71 @@ def _parquet(path: str, data: bytes) -> Table:
     import pyarrow as pa  # only the gate reads Parquet: not imported where jobs run
     import pyarrow.parquet as pq
 
+    too_big = NotATable(f"it decodes to more than {MAX_DECODED} bytes, more than the gate reads")
     try:
-        file = pq.ParquetFile(pa.BufferReader(data))
-        meta = file.metadata
-        decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        if decoded > MAX_DECODED or meta.num_rows * max(1, meta.num_columns) > MAX_CELLS:
-            raise NotATable(
-                f"it decodes to more than {MAX_DECODED} bytes, more than the gate reads"
-            )
-        table = file.read()
+        schema = pq.ParquetFile(pa.BufferReader(data)).schema_arrow
+        for j, field in enumerate(schema, start=1):
+            if pa.types.is_nested(field.type):
+                # By position: a column's name is the job's to choose, so it could be data.
+                raise NotATable(f"column {j} holds nested lists or structs, not values")
+        # The footer's sizes are the job's own claim, and one long string in a dictionary
+        # page, repeated by its indices, decodes to any size: strings stay dictionaries
+        # while read, in small batches, and what they would decode to is counted first.
+        file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=schema.names)
+        # Fixed-width values (a fixed_size_binary can be any width) are decoded before they
+        # can be counted: so few rows a batch that one batch stays within the bound.
+        width = sum(_fixed_width(f.type) for f in schema)
+        if width > MAX_DECODED:
+            raise too_big
+        columns: list[list[Any]] = [[] for _ in schema.names]
+        decoded = rows = 0
+        step = max(1, min(_BATCH, MAX_DECODED // (16 * max(1, width))))
+        for batch in file.iter_batches(batch_size=step, use_threads=False):
+            decoded += sum(_decoded_size(array) for array in batch.columns)
+            rows += batch.num_rows
+            if decoded > MAX_DECODED:
+                raise too_big
+            if rows * max(1, len(columns)) > MAX_CELLS:
+                raise NotATable(f"it has more than {MAX_CELLS} cells, more than the gate reads")
+            for j, array in enumerate(batch.columns):
+                columns[j].extend(array.to_pylist())
     except NotATable:
         raise
     except (pa.ArrowException, OSError, ValueError):
         raise NotATable("it is not a readable Parquet file") from None
-    for j, field in enumerate(table.schema, start=1):
-        if pa.types.is_nested(field.type):
-            # By position: a column's name is the job's to choose, so it could be data.
-            raise NotATable(f"column {j} holds nested lists or structs, not values")
-    columns = [table.column(j).to_pylist() for j in range(table.num_columns)]
-    rows = [list(r) for r in zip(*columns, strict=True)] if columns else []
-    return _build(path, table.column_names, rows)
+    return _build(path, schema.names, [list(r) for r in zip(*columns, strict=True)])
+
+
+def _fixed_width(kind: Any) -> int:
+    """Bytes a value of this Arrow type takes decoded, for fixed-width types; else 8 (a
+    dictionary index or an offset: the values themselves are counted by `_decoded_size`)."""
+    import pyarrow as pa
+
+    if pa.types.is_fixed_size_binary(kind):
+        return int(kind.byte_width)
+    try:
+        return max(1, int(kind.bit_width) // 8)
+    except ValueError:  # not a fixed-width type
+        return 8
+
+
+def _decoded_size(array: Any) -> int:
+    """The bytes a column's values take decoded: a dictionary's values once per index."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_dictionary(array.type):
+        return int(array.nbytes)
+    values = array.dictionary
+    kinds = (
+        pa.types.is_string,
+        pa.types.is_large_string,
+        pa.types.is_binary,
+        pa.types.is_large_binary,
+    )
+    if any(kind(values.type) for kind in kinds):
+        lengths = pc.binary_length(values)
+    else:
+        lengths = pa.array([values.nbytes // max(1, len(values))] * len(values), pa.int64())
+    total = pc.sum(pc.take(lengths, array.indices)).as_py() or 0
+    return int(total) + 8 * len(array)

@@ -70,9 +70,21 @@ def unverified(a: Analysis) -> dict[int, list[int]]:
     table = a.table
     keys = {j for j, _c in a.keys}
     crossed = {j for j, _c, _v in a.crosstab}
+    counts = set(a.counts)  # looked up per cell: a table can have thousands of columns
     values = dict(a.values)
     total = a.inputs.rows
     out: dict[int, list[int]] = {}
+    # One statistic per group, input column and function, however many columns repeat it.
+    stats: dict[tuple[object, ...], float | None] = {}
+
+    def stat(r: int, column: str, f: str) -> float | None:
+        names, key = a.row_key(r)
+        memo = (names, key, column, f)
+        if memo not in stats:
+            xs = a.inputs.contributions(names, key, column)
+            stats[memo] = _FUNCS[f](xs) if xs else None
+        return stats[memo]
+
     for j in range(len(table.columns)):
         if j in keys or j in crossed:
             continue  # keys are input values, crosstab cells their counts, by detection
@@ -81,13 +93,13 @@ def unverified(a: Analysis) -> dict[int, list[int]]:
             v = row[j]
             if v in _SUPPRESSED:
                 continue  # a suppressed cell
-            if j in a.counts:
+            if j in counts:
                 x = number(v)
                 limit = a.group[r] if a.keys else total
                 ok = x is not None and x.is_integer() and 0 <= x <= limit
             elif j in values:
-                xs = a.inputs.contributions(*a.row_key(r), values[j])
-                ok = bool(xs) and any(_close(v, _FUNCS[f](xs)) for f in _function(table.columns[j]))
+                truths = (stat(r, values[j], f) for f in _function(table.columns[j]))
+                ok = any(t is not None and _close(v, t) for t in truths)
             else:
                 ok = False  # no key, count or aggregate: nothing says what it holds
             if not ok:
