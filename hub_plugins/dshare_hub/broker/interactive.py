@@ -18,13 +18,8 @@ its dataset retired or no longer interactive), from the views on disk.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import os
 import pwd
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +28,9 @@ from ..keys import KeyServiceError
 from ..ledger import LedgerError
 from ..spawner.system_users import AccountError, os_username
 from .errors import ApiError, from_keys
-from .materialize import LocalMaterializer
+from .materialize import LocalMaterializer, MaterializeError
 from .peers import send_peer_mount, verify_signed
-from .redacted import RedactedCopyError, remove_copy, write_copy
+from .redacted import remove_copy
 from .redaction import RedactionError, decide
 from .service import LEASE, Broker
 from .views import Caller, check_id
@@ -47,8 +42,6 @@ REAPER_ACTOR = "dshare-reaper"
 # A view request is a signed peer request whose run_id is empty: a mount request always
 # names a run, so neither can be taken for the other.
 VIEW_RUN_ID = ""
-# How long the plan of a lease without a view is kept (a view being made has none yet).
-PLAN_GRACE_S = 3600.0
 
 
 def _interactive(asset: dict[str, Any]) -> bool:
@@ -204,11 +197,15 @@ class InteractiveViews:
         source = Path(str(details.get("path", "")))
         del details
         copy, actions = await self._redacted_copy(asset, lease, source)
-        # Before the view exists: the reaper never finds it without the plan it was made with.
-        self._write_plan(lease_id, actions)
         try:
+            # The plan goes into the view's record, written before the view is made: the
+            # reaper compares it with the current policy's on every pass.
             record = await self.store.make(
-                lease=lease, source=copy or source, uid=account.pw_uid, os_user=account.pw_name
+                lease=lease,
+                source=copy or source,
+                uid=account.pw_uid,
+                os_user=account.pw_name,
+                redacted=actions,
             )
         except ViewError as error:
             raise ApiError(error.code, error.message) from None
@@ -218,27 +215,6 @@ class InteractiveViews:
             if copy is not None:
                 remove_copy(copy)
         return self._reply(lease_id, record, lease)
-
-    # What a lease's view was redacted with: when the owner's policy (or the columns)
-    # change, the reaper removes the view made under the old plan and the next refresh makes
-    # it again. A view without a plan file was made from the raw files (plan {}).
-    def _plan_path(self, lease_id: str) -> Path:
-        assert self.store is not None
-        return self.store.state_dir / "plans" / f"{check_id(lease_id, 'lease_id')}.json"
-
-    def _write_plan(self, lease_id: str, actions: dict[str, str]) -> None:
-        path = self._plan_path(lease_id)
-        path.parent.mkdir(exist_ok=True, mode=0o700)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(actions, sort_keys=True))
-        os.replace(tmp, path)
-
-    def _read_plan(self, lease_id: str) -> dict[str, str]:
-        try:
-            plan = json.loads(self._plan_path(lease_id).read_text())
-        except (OSError, ValueError):
-            return {}
-        return plan if isinstance(plan, dict) else {"(unreadable)": "remove"}
 
     async def _redacted_copy(
         self, asset: dict[str, Any], lease: dict[str, Any], source: Path
@@ -253,9 +229,14 @@ class InteractiveViews:
                 f"asset '{asset['id']}' is not shown: its {error.message}; its owner must fix "
                 "the policy",
             ) from None
+        materializer = self.broker.materializer
+        if isinstance(materializer, LocalMaterializer):
+            try:
+                materializer.check_source(asset, source)
+            except MaterializeError as error:
+                raise ApiError(error.code, error.message) from None
         if not plan.redacts:
             return None, {}
-        materializer = self.broker.materializer
         if not isinstance(materializer, LocalMaterializer) or materializer.redacted_dir is None:
             raise ApiError(
                 "REDACTION_UNAVAILABLE",
@@ -263,13 +244,12 @@ class InteractiveViews:
                 "broker has nowhere to write redacted copies; read it in a workflow instead",
             )
         dest = materializer.redacted_dir / "interactive" / str(lease["id"])
+        # Left by a crash, it may be of an older plan: never reused.
         remove_copy(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         try:
-            key = materializer.redaction_keys.for_lessee(str(lease.get("lessee_org") or ""))
-            await asyncio.to_thread(write_copy, source, dest, plan, key)
-        except RedactedCopyError as error:
-            raise ApiError("REDACTION_FAILED", f"asset '{asset['id']}': {error.message}") from None
+            await materializer.write_redacted(asset, lease, plan, source, dest)
+        except MaterializeError as error:
+            raise ApiError(error.code, error.message) from None
         return dest, dict(plan.actions)
 
     def _reply(
@@ -303,18 +283,13 @@ class InteractiveViews:
             plan = decide(asset, lease).actions
         except RedactionError:
             return False  # undecidable now: shown no longer (never raw)
-        return dict(plan) == self._read_plan(str(record["lease_id"]))
+        # When the owner's policy (or the columns) changed, the view made under the old plan
+        # goes and the next refresh makes it again. A record without one was made raw.
+        made = record.get("redacted") or {}
+        return dict(plan) == (made if isinstance(made, dict) else {"(unreadable)": "remove"})
 
     async def reap(self) -> int:
         """Remove the views whose lease is over; what exists comes from the disk."""
         if self.store is None:
             return 0
-        removed = await self.store.sweep(self._wanted)
-        leases = {str(r["lease_id"]) for r in self.store.records()}
-        stale = time.time() - PLAN_GRACE_S
-        for path in (self.store.state_dir / "plans").glob("*.json"):
-            # Not while a view may be being made for it (its plan is written first).
-            with contextlib.suppress(OSError):
-                if path.stem not in leases and path.stat().st_mtime < stale:
-                    path.unlink()
-        return removed
+        return await self.store.sweep(self._wanted)

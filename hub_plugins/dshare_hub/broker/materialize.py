@@ -94,8 +94,8 @@ class LocalMaterializer:
     def _copy_path(self, run_id: str, lease_id: str) -> Path | None:
         return None if self.redacted_dir is None else self.redacted_dir / run_id / lease_id
 
-    def _plan(self, asset: dict[str, Any], lease: dict[str, Any]) -> dict[str, str]:
-        """{column: action} for this lessee, only the columns not allowed as they are."""
+    def _plan(self, asset: dict[str, Any], lease: dict[str, Any]) -> Plan:
+        """What this lessee gets of each column; refuses when that cannot be honoured."""
         try:
             plan = decide(asset, lease)
         except RedactionError as error:
@@ -111,23 +111,40 @@ class LocalMaterializer:
                 "this broker has nowhere to write redacted copies (BrokerApp.storage_roots "
                 "or BrokerApp.redacted_copies_dir); nothing is mounted raw",
             )
-        return dict(plan.actions)
+        return plan
 
-    async def _copy(
+    def check_source(self, asset: dict[str, Any], source: Path) -> None:
+        """A dataset's directory must neither hold the redacted copies (a storage root
+        registered whole) nor lie among them: a lessee would read other lessees' copies,
+        and a copy of it would copy itself."""
+        if self.redacted_dir is None:
+            return
+        copies = Path(os.path.realpath(self.redacted_dir))
+        real = Path(os.path.realpath(source))
+        if copies.is_relative_to(real) or real.is_relative_to(copies):
+            raise MaterializeError(
+                "STORAGE_UNAVAILABLE",
+                f"the directory of asset '{asset.get('id')}' holds or lies among this "
+                "broker's redacted copies, which no lessee may read, so it is not mounted; "
+                "ask its owner to register a directory of its own below the storage root",
+            )
+
+    async def write_redacted(
         self,
         asset: dict[str, Any],
         lease: dict[str, Any],
-        actions: dict[str, str],
+        plan: Plan,
         source: Path,
         dest: Path,
     ) -> None:
-        """The redacted copy the handle leads to instead of `source`, made once per run."""
+        """The redacted copy at `dest` that a run's handle (or a view) leads to instead of
+        `source`; one that exists is kept (made once per run)."""
         if dest.is_dir():
             return
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         try:
             key = self.redaction_keys.for_lessee(str(lease.get("lessee_org") or ""))
-            await asyncio.to_thread(write_copy, source, dest, Plan(actions), key)
+            await asyncio.to_thread(write_copy, source, dest, plan, key)
         except RedactedCopyError as error:
             raise MaterializeError(
                 "REDACTION_FAILED", f"asset '{asset.get('id')}': {error.message}"
@@ -163,10 +180,11 @@ class LocalMaterializer:
                 f"the directory of asset '{asset.get('id')}' is not available on this host; "
                 "ask its owner organization to check the dataset's storage",
             )
+        self.check_source(asset, target)
         handle, meta = self._paths(run_id, str(lease["id"]))
         handle.parent.mkdir(exist_ok=True, mode=0o750)
         # Decided before anything is written: a policy that cannot be decided leaves nothing.
-        actions = self._plan(asset, lease)
+        plan = self._plan(asset, lease)
         record = {
             "lease_id": lease["id"],
             "run_id": run_id,
@@ -180,17 +198,17 @@ class LocalMaterializer:
             # The schema's names and tags: the gate's disclosure checks know identifiers by them.
             "columns": schema_columns(asset),
             # Column names and actions only: what this lessee's copy hides, never a path.
-            "redacted": actions,
+            "redacted": dict(plan.actions),
         }
         tmp_meta = meta.with_name(meta.name + ".tmp")
         tmp_meta.write_text(json.dumps(record, sort_keys=True))
         # The record goes first: a handle on disk always has an owner the reaper can find.
         os.replace(tmp_meta, meta)
         copy = self._copy_path(run_id, str(lease["id"]))
-        if actions and copy is not None:
+        if plan.redacts and copy is not None:
             # After the record (the reaper finds it), before the handle: a handle of a
             # redacted lease never leads to the raw directory, not even for a moment.
-            await self._copy(asset, lease, actions, target, copy)
+            await self.write_redacted(asset, lease, plan, target, copy)
             target = copy
         if not handle.is_symlink():
             tmp_link = handle.with_name(handle.name + ".tmp")

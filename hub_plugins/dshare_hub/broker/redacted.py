@@ -96,15 +96,18 @@ def _cell(action: str, key: bytes) -> Callable[[str], str]:
 def _redact_table(src: Path, dst: Path, name: str, plan: Plan, key: bytes) -> None:
     delimiter = TABLE_SUFFIXES[src.suffix.lower()]
     with (
-        src.open(newline="", encoding="utf-8") as f_in,
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+        src.open(newline="", encoding="utf-8-sig") as f_in,
         dst.open("x", newline="", encoding="utf-8") as f_out,
     ):
-        reader = csv.reader(f_in, delimiter=delimiter)
+        # strict: a stray quote must not silently glue the rest of the file into one field.
+        reader = csv.reader(f_in, delimiter=delimiter, strict=True)
         writer = csv.writer(f_out, delimiter=delimiter, lineterminator="\n")
         try:
             header = next(reader, None)
             if header is None:
                 return
+            _check_header(header, name, plan, delimiter)
             keep = [i for i, col in enumerate(header) if plan.actions.get(col) != "remove"]
             change = {
                 i: _cell(plan.actions[col], key)
@@ -126,9 +129,32 @@ def _redact_table(src: Path, dst: Path, name: str, plan: Plan, key: bytes) -> No
             ) from None
         except csv.Error as error:
             raise RedactedCopyError(
-                f"{name!r} is not valid CSV at line {reader.line_num} ({error})"
+                f"{name!r} is not valid CSV at line {reader.line_num} ({error}); fix the file: "
+                "a value that holds the separator, a quote or a line break must be in double "
+                "quotes, its own quotes doubled"
             ) from None
     os.chmod(dst, 0o640)  # the data group's, as the owner's files are: umask may say less
+
+
+def _check_header(header: list[str], name: str, plan: Plan, delimiter: str) -> None:
+    """The header says which values are hidden: a header the broker misreads (no header
+    row, another separator, a column name spelled differently) must not let them pass."""
+    if not set(header) & plan.columns:
+        separator = "tabs" if delimiter == "\t" else "commas"
+        raise RedactedCopyError(
+            f"the first row of {name!r} names none of the dataset's columns, so the broker "
+            "cannot tell which of its values the redaction policy hides and nothing is "
+            f"mounted: give it a header row with the columns' names, separated by {separator}"
+        )
+    folded = {column.strip().casefold(): column for column in plan.actions}
+    for cell in header:
+        near = folded.get(cell.strip().casefold())
+        if near is not None and cell != near and cell not in plan.columns:
+            raise RedactedCopyError(
+                f"the header of {name!r} has {cell!r}, not the dataset's column {near!r} "
+                "whose values the redaction policy hides, so nothing is mounted: write the "
+                "column's name exactly as the dataset's schema has it"
+            )
 
 
 def write_copy(source: Path, dest: Path, plan: Plan, key: bytes) -> None:

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import regopy
 from regopy import Interpreter, LogLevel, RegoError
 from regopy.rego_shared import rego_free_output, rego_output_ok, rego_output_string, rego_query
+
+from dshare_chaincode.validate import MAX_REDACTION
 
 PACKAGE = "dshare.redaction"
 QUERY = "data.dshare.redaction.action"
@@ -74,9 +76,12 @@ class RedactionError(Exception):
 
 @dataclass(frozen=True)
 class Plan:
-    """What one lessee gets of each column: {column name: action}, only non-"allow" ones."""
+    """What one lessee gets of each column: {column name: action}, only non-"allow" ones;
+    `columns` are every column of the schema (how a file's header is recognized)."""
 
     actions: Mapping[str, str]
+    # Not part of what the plan hides, so not of its equality.
+    columns: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def redacts(self) -> bool:
@@ -293,20 +298,20 @@ def decide(asset: Mapping[str, Any], lease: Mapping[str, Any]) -> Plan:
     lessee = str(lease.get("lessee_org") or "")
     purpose = str(lease.get("purpose") or "")
     actions: dict[str, str] = {}
-    for column in _columns(asset.get("columns")):
+    columns = _columns(asset.get("columns"))
+    for column in columns:
         action = policy.action(_input(asset, column, lessee, purpose))
         if action != "allow":
             actions[str(column["name"])] = action
-    return Plan(actions)
+    return Plan(actions, frozenset(str(c["name"]) for c in columns))
 
 
-def _columns(value: Any) -> Iterable[Mapping[str, Any]]:
+def _columns(value: Any) -> list[Mapping[str, Any]]:
     return [c for c in value or [] if isinstance(c, Mapping) and c.get("name")]
 
 
 # Fields of a dataset the save-time check reads: a change to any of them checks again.
 CHECKED_FIELDS = frozenset({"columns", "name", "redaction", "tags"})
-MAX_SOURCE = 16_384  # the contract's cap (validate.MAX_REDACTION); longer is refused there
 
 
 def check_dataset(
@@ -316,6 +321,6 @@ def check_dataset(
     Shapes the contract refuses anyway (not a string, too long) are left to its message."""
     asset = {**(base or {}), **fields, "owner_org": owner_org}
     source = asset.get("redaction")
-    if not isinstance(source, str) or len(source) > MAX_SOURCE:
+    if not isinstance(source, str) or len(source) > MAX_REDACTION:
         return
     check_policy(source, asset)

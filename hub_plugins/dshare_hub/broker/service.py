@@ -13,6 +13,7 @@ from typing import Any
 
 from ..keys import KeyService, KeyServiceError
 from ..ledger import Ledger, LedgerError
+from ..webapi import STATUS_BY_CODE
 from .errors import ApiError, from_keys, from_ledger
 from .materialize import MaterializeError, Materializer
 from .pagecache import PageCache
@@ -201,13 +202,17 @@ class Broker:
         self.require_admin(caller)
         check_id(asset_id, "id")
         fields, storage = split_dataset_in(body, partial=True)
-        if CHECKED_FIELDS & set(fields):
-            await self._check_redaction(
-                fields, await self._evaluate("GetAsset", asset_id, actor=caller.user)
-            )
+        checked = CHECKED_FIELDS & set(fields)
+        current = (
+            await self._evaluate("GetAsset", asset_id, actor=caller.user)
+            if checked or storage is not None
+            else None
+        )
+        if checked:
+            await self._check_redaction(fields, current)
         sealed = None
         if storage is not None:
-            current = await self._evaluate("GetAsset", asset_id, actor=caller.user)
+            assert current is not None
             if current["owner_org"] != self.org:
                 raise ApiError(
                     "NOT_OWNER",
@@ -459,7 +464,9 @@ class Broker:
                 asset=asset, details=details, lease=lease, run_id=run_id, user=user
             )
         except MaterializeError as error:
-            raise ApiError("STORAGE_UNAVAILABLE", error.message) from None
+            # A code of the shared shape (REDACTION_FAILED, ...) says more than "storage".
+            code = error.code if error.code in STATUS_BY_CODE else "STORAGE_UNAVAILABLE"
+            raise ApiError(code, error.message) from None
         finally:
             del details
         log.info("mounted lease %s for run %s of %s/%s", lease_id, run_id, org, user)

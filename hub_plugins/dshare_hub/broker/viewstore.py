@@ -185,10 +185,17 @@ class ViewStore:
     # -- making a view -----------------------------------------------------------------------
 
     async def make(
-        self, *, lease: dict[str, Any], source: Path, uid: int, os_user: str
+        self,
+        *,
+        lease: dict[str, Any],
+        source: Path,
+        uid: int,
+        os_user: str,
+        redacted: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The complete view of `lease` for `uid`, made from the directory `source` if
-        there is none yet. Idempotent: asking again returns the same view."""
+        there is none yet. Idempotent: asking again returns the same view. `redacted` is
+        what the owner's policy hid from it ({column: action}), kept in its record."""
         async with self.lock:
             existing = self.current(str(lease["id"]), uid)
             if existing is not None:
@@ -205,6 +212,7 @@ class ViewStore:
                 "os_user": os_user,
                 "uid": uid,
                 "expires_at": str(lease.get("expires_at", "")),
+                "redacted": dict(redacted or {}),
                 "complete": False,
             }
             # The record first: a view on disk always has one the reaper can find.
