@@ -282,6 +282,13 @@ def policy(value: Any, field: str, base: dict[str, Any] | None = None) -> dict[s
         ),
         "interactive": boolean(merged["interactive"], f"{field}.interactive"),
     }
+    if out["code_approval_required"] and out["interactive"]:
+        # Interactive use mounts the data into the notebook, where any code reads it.
+        raise bad(
+            f"{field}.interactive",
+            "must be false when code_approval_required is true: interactive use lets any "
+            "notebook code read the data, unapproved; turn one of them off",
+        )
     mc = merged["max_concurrent"]
     out["max_concurrent"] = (
         None if mc is None else integer(mc, f"{field}.max_concurrent", lo=1, hi=100_000)

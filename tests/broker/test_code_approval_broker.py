@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from archives import tgz
 
 from dshare_hub.broker.app import BrokerApp
 from dshare_hub.broker.errors import ApiError
@@ -59,13 +60,7 @@ class RecordingRunner:
 
 
 def _workspace(files: dict[str, bytes]) -> str:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return base64.b64encode(out.getvalue()).decode()
+    return base64.b64encode(tgz(files)).decode()
 
 
 def _shipped(workspace: bytes) -> dict[str, bytes]:

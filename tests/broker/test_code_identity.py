@@ -3,39 +3,21 @@ dataset requires approved code: only the files of the identity, whatever the job
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 
 import pytest
+from archives import tgz
 
 from dshare_chaincode.approvals import code_identity
 from dshare_hub.broker.approvals import code_of, read_snapshot, unified_diff
 from dshare_hub.broker.errors import ApiError
+from dshare_hub.executor.workspace import snapshot
 from dshare_server.workflow.spec import parse
 
 HOME = "/home/jovyan"
 LEASES = {"L-1": {"id": "L-1", "asset_id": "ds-visits"}}
-
-
-def _tar(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        dirs = sorted({p.rsplit("/", 1)[0] for p in files if "/" in p})
-        for d in dirs:
-            info = tarfile.TarInfo(d)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            tar.addfile(info)
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for path, target in (links or {}).items():
-            info = tarfile.TarInfo(path)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            tar.addfile(info)
-    return out.getvalue()
 
 
 def _names(workspace: bytes) -> list[str]:
@@ -46,7 +28,7 @@ def _names(workspace: bytes) -> list[str]:
 def _code(yaml_text: str, files: dict[str, bytes], working_dir: str = "", **kw):
     spec = parse(yaml_text, leases=None, home_path=HOME)
     return code_of(
-        spec, LEASES, _tar(files, **kw), image="dshare-job", working_dir=working_dir, home_path=HOME
+        spec, LEASES, tgz(files, **kw), image="dshare-job", working_dir=working_dir, home_path=HOME
     )
 
 
@@ -105,6 +87,38 @@ def test_symlinks_are_not_code():
     assert code.files == {}
 
 
+def test_what_ships_unpacks_to_the_bytes_that_were_hashed(tmp_path):
+    # The scientist writes the archive. A pax GNU sparse map on count.py: read, it expands
+    # to holes + the approved text; had the shipped archive kept that header, the executor
+    # would unpack other bytes than the ones hashed (here: all zeros). Unpacked as the
+    # executor does it (tarfile's data filter), the shipped file is what the owner approved.
+    approved = b"print('approved')\n"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        body = approved + b"print('not approved')\n"
+        info = tarfile.TarInfo("count.py")
+        info.size = len(body)
+        info.pax_headers = {
+            "GNU.sparse.map": f"{len(approved)},{len(approved)}",
+            "GNU.sparse.size": str(2 * len(approved)),
+        }
+        tar.addfile(info, io.BytesIO(body))
+        extra = tarfile.TarInfo("sub")
+        extra.type = tarfile.DIRTYPE
+        extra.pax_headers = {"size": "999"}
+        tar.addfile(extra)
+        script = tarfile.TarInfo("sub/run.sh")
+        script.size = 8
+        tar.addfile(script, io.BytesIO(b"echo hi\n"))
+    spec = parse("jobs:\n  - python count.py\n  - sh sub/run.sh\n", leases=None, home_path=HOME)
+    code = code_of(spec, LEASES, raw.getvalue(), image="dshare-job", working_dir="", home_path=HOME)
+    assert code.files["count.py"] == hashlib.sha256(b"\x00" * len(approved) + approved).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(code.workspace), mode="r:*") as tar:
+        tar.extractall(tmp_path, filter="data")
+    unpacked = {path: info.sha256 for path, info in snapshot(tmp_path).items()}
+    assert unpacked == code.files
+
+
 def test_identity_changes_with_file_content_and_jobs():
     a = _code("jobs:\n  - python count.py\n", HOME_FILES)
     b = _code("jobs:\n  - python count.py\n", {**HOME_FILES, "count.py": b"print(2)\n"})
@@ -134,7 +148,7 @@ def test_unreadable_workspace_is_refused():
         "workspace",
     )
     with pytest.raises(ApiError) as info:
-        read_snapshot(_tar({"big": b"x" * 2000}), max_raw_bytes=1000)
+        read_snapshot(tgz({"big": b"x" * 2000}), max_raw_bytes=1000)
     assert info.value.message == (
         "workspace: unpacks to more than 1,000 bytes; move what the jobs do not need out of "
         "the home"

@@ -6,7 +6,8 @@ the admin approves, and the scientist's run goes through."""
 from __future__ import annotations
 
 import pytest
-from approvedcode import prepare_scientist, register, run_magic, session
+from approvedcode import prepare_scientist, register, run_magic
+from hubclient import signed_in
 from playwright.async_api import expect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -38,7 +39,7 @@ async def test_admin_denies_then_approves_code_and_the_scientist_sees_why(
     open_lab, deployment, logins
 ):
     dataset = await register(deployment, logins)
-    hub = await session(deployment, logins, "uib-scientist")
+    hub = await signed_in(deployment.layout.public_url, "uib-scientist", logins["uib-scientist"])
     await prepare_scientist(hub, dataset)
 
     scientist = await open_lab("uib-scientist")

@@ -58,6 +58,35 @@ async def test_policy_field_defaults_to_false(network, uid):
     )
 
 
+async def test_interactive_use_cannot_come_with_approved_code(network, uid):
+    # Interactive use mounts the data into the notebook, where any code reads it: with it,
+    # code approval would hold for runs only. Refused both ways, and nothing changes.
+    message = (
+        "policy.interactive: must be false when code_approval_required is true: interactive "
+        "use lets any notebook code read the data, unapproved; turn one of them off"
+    )
+    both = {"max_duration_s": 3600, "code_approval_required": True, "interactive": True}
+    await refused(
+        network.uis.submit("RegisterAsset", asset_json(uid, policy=both), actor="admin"),
+        "INVALID_ARGUMENT",
+        message,
+    )
+    policy = {"max_duration_s": 3600, "interactive": True}
+    await network.uis.submit("RegisterAsset", asset_json(uid, policy=policy), actor="admin")
+    await refused(
+        network.uis.submit(
+            "UpdateAsset", uid, json.dumps({"policy": {"code_approval_required": True}}), actor="a"
+        ),
+        "INVALID_ARGUMENT",
+        message,
+    )
+    stored = await network.uis.evaluate("GetAsset", uid, actor="admin")
+    assert (stored["policy"]["interactive"], stored["policy"]["code_approval_required"]) == (
+        True,
+        False,
+    )
+
+
 async def test_request_approve_and_run(network, uid):
     lease = await _leased(network, uid)
     files = {"count.py": SCRIPT}
@@ -245,54 +274,39 @@ async def test_owner_member_cannot_decide_own_request(network, uid):
 async def test_request_validation(network, uid):
     await _leased(network, uid)
     files = {"count.py": SCRIPT}
-    await refused(
-        network.uio.submit(
-            "RequestCodeApproval",
-            json.dumps([uid]),
+    for code, contents, message in (
+        (
             _code(files),
-            "jobs: []",
-            json.dumps({"count.py": "something else"}),
-            actor="bob",
+            {"count.py": "something else"},
+            "contents['count.py']: does not match its sha256 in the manifest",
         ),
-        "INVALID_ARGUMENT",
-        "contents['count.py']: does not match its sha256 in the manifest",
-    )
-    await refused(
-        network.uio.submit(
-            "RequestCodeApproval",
-            json.dumps([uid]),
+        (
             json.dumps({"job_sha256": JOBS, "files": {"../etc/passwd": "00" * 32}}),
-            "jobs: []",
-            "{}",
-            actor="bob",
+            {},
+            "code.files['../etc/passwd']: must be a relative path without '..' or empty parts",
         ),
-        "INVALID_ARGUMENT",
-        "code.files['../etc/passwd']: must be a relative path without '..' or empty parts",
-    )
-    await refused(
-        network.uio.submit(
-            "RequestCodeApproval",
-            json.dumps([uid]),
+        (
             json.dumps({"job_sha256": JOBS, "code_sha256": "00" * 32}),
-            "jobs: []",
-            "{}",
-            actor="bob",
+            {},
+            "code: unknown field(s) code_sha256; allowed: files, job_sha256",
         ),
-        "INVALID_ARGUMENT",
-        "code: unknown field(s) code_sha256; allowed: files, job_sha256",
-    )
-    await refused(
-        network.uio.submit(
-            "RequestCodeApproval",
-            json.dumps([uid]),
-            _code(files),
-            "x",
-            json.dumps({"b": "1"}),
-            actor="bob",
-        ),
-        "INVALID_ARGUMENT",
-        "contents: names a file not in the manifest: 'b'",
-    )
+        (_code(files), {"b": "1"}, "contents: names a file not in the manifest: 'b'"),
+    ):
+        await refused(
+            network.uio.submit(
+                "RequestCodeApproval",
+                json.dumps([uid]),
+                code,
+                "jobs: []",
+                json.dumps(contents),
+                actor="bob",
+            ),
+            "INVALID_ARGUMENT",
+            message,
+        )
+    # Refused, nothing was stored.
+    mine = await network.uio.evaluate("ListCodeApprovals", json.dumps({"user": "bob"}), actor="b")
+    assert mine["items"] == []
     first = await _request(network, uid, files)
     await refused(
         _request(network, uid, files),

@@ -8,7 +8,7 @@ import os
 import pwd
 import uuid
 
-from hubclient import HubSession
+from hubclient import HubSession, signed_in
 
 WORKFLOW = """\
 name: approved-count
@@ -28,22 +28,9 @@ print("helper shipped:", os.path.exists("helper.py"))
 HELPER = "print('not approved')\n"
 
 
-async def session(deployment, logins, user: str) -> HubSession:
-    hub = HubSession(deployment.layout.public_url)
-    await hub.login(user, logins[user])
-    await hub.start_server()
-    return hub
-
-
-async def put(hub: HubSession, name: str, content: str) -> None:
-    status, body = await hub.api(
-        f"api/contents/{name}", "PUT", {"type": "file", "format": "text", "content": content}
-    )
-    assert status in (200, 201), body
-
-
-async def register(deployment, logins) -> str:
-    """A new UiS dataset (one small CSV) that only approved code may read; its id."""
+async def register(deployment, logins, *, approved_code: bool = True) -> str:
+    """A new UiS dataset (one small CSV) that only approved code may read (any code with
+    `approved_code=False`); its id."""
     layout = deployment.layout
     slug = f"uis-approved-{uuid.uuid4().hex[:6]}"
     directory = layout.storage_root("UiS") / slug
@@ -54,7 +41,7 @@ async def register(deployment, logins) -> str:
     for path, mode in ((directory, 0o2750), (directory / "rows.csv", 0o640)):
         os.chown(path, broker.pw_uid, data_gid)
         os.chmod(path, mode)
-    admin = await session(deployment, logins, "uis-admin")
+    admin = await signed_in(layout.public_url, "uis-admin", logins["uis-admin"])
     status, body = await admin.api(
         "dshare/api/datasets",
         "POST",
@@ -63,19 +50,19 @@ async def register(deployment, logins) -> str:
             "name": f"UiS rows {slug[-6:]} (approved code only)",
             "description": "rows read only by code UiS approved",
             "storage": {"type": "local", "details": {"path": str(directory)}},
-            "policy": {"max_duration_s": 86400, "code_approval_required": True},
+            "policy": {"max_duration_s": 86400, "code_approval_required": approved_code},
         },
     )
     assert status in (200, 201), body
-    assert body["policy"]["code_approval_required"] is True
+    assert body["policy"]["code_approval_required"] is approved_code
     return slug
 
 
 async def prepare_scientist(hub: HubSession, dataset: str) -> None:
     """The workflow, its script and an unapproved helper in the home; a lease on `dataset`."""
-    await put(hub, "approved-workflow.yaml", WORKFLOW.format(dataset=dataset))
-    await put(hub, "count.py", SCRIPT)
-    await put(hub, "helper.py", HELPER)
+    await hub.put_text("approved-workflow.yaml", WORKFLOW.format(dataset=dataset))
+    await hub.put_text("count.py", SCRIPT)
+    await hub.put_text("helper.py", HELPER)
     out, errors = await hub.run_code(
         "from dshare_server.session import lease\n"
         f"lease({dataset!r}, hours=1, purpose='approved code')\n"
@@ -83,11 +70,14 @@ async def prepare_scientist(hub: HubSession, dataset: str) -> None:
     assert not errors, (out, errors)
 
 
-async def run_magic(hub: HubSession, extra: str = "") -> str:
-    """`%dshare_run approved-workflow.yaml <extra>` in a new kernel; what it printed."""
+async def run_magic(
+    hub: HubSession, extra: str = "", workflow: str = "approved-workflow.yaml"
+) -> str:
+    """`%dshare_run <workflow> <extra>` in a new kernel; what it printed (and the log of
+    the job `count` when the run started)."""
     out, errors = await hub.run_code(
         "%load_ext dshare_server\n"
-        f"run = %dshare_run approved-workflow.yaml {extra}\n"
+        f"run = %dshare_run {workflow} {extra}\n"
         "if run is not None:\n"
         "    print('RUN', run.id, run.state)\n"
         "    print(run.logs('count'))\n"

@@ -71,6 +71,8 @@ def test_request_sends_spec_and_home_and_prints_the_reply(shell, capsys):
     (home / "wf.yaml").write_text("jobs:\n- python count.py\n")
     assert ip.run_line_magic("dshare_run", f"{home / 'wf.yaml'} --request-approval") is None
     [body] = broker.requests
+    # What a run sends (orchestrate.snapshot_body), so the broker hashes the same code.
+    assert sorted(body) == ["spec", "working_dir", "workspace"]
     assert body["spec"] == "jobs:\n- python count.py\n"
     assert body["working_dir"] == ""
     assert broker.runs == {}, "asking for approval started a run"

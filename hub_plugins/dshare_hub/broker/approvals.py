@@ -29,20 +29,18 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from dshare_chaincode.approvals import code_identity
+from dshare_chaincode.approvals import MAX_CONTENT, code_identity
 from dshare_server.workflow.spec import Spec
 from dshare_server.workflow.workspace import MAX_RAW_BYTES
 
 from .errors import ApiError, bad
-from .service import ADMIN, LEASE, READ, Broker
+from .service import ADMIN, READ, Broker
 from .views import Caller, check_id, require_object
 
 MAX_MEMBERS = 200_000
 MAX_TEXT_FILE = 256 * 1024  # bytes of one file shown to the owner's admins
-MAX_TEXT_TOTAL = 1024 * 1024  # the contract's cap on the text of one request
 MAX_DIFF_LINES = 4000
 DECISION_FIELDS = ("decision", "reason")
-_SHELLS = ("sh", "bash", "dash")
 
 
 @dataclass
@@ -227,21 +225,31 @@ def code_of(
                 wanted_dirs.add(parent)
                 parent = posixpath.dirname(parent)
         for path in sorted(wanted_dirs & set(snap.dirs)):
-            dst.addfile(snap.dirs[path])
+            dst.addfile(_header(path, snap.dirs[path]))
         for path in sorted(data):
             body = data[path]
             files[path] = hashlib.sha256(body).hexdigest()
             text = _text(body)
-            if text is not None and shown + len(text) <= MAX_TEXT_TOTAL:
+            if text is not None and shown + len(text) <= MAX_CONTENT:
                 shown += len(text)
                 contents[path] = text
             else:
                 contents[path] = None
-            member = snap.files[path]
-            member.size = len(body)
-            dst.addfile(member, io.BytesIO(body))
+            dst.addfile(_header(path, snap.files[path], len(body)), io.BytesIO(body))
     job = job_identity(spec, leases, image, working_dir)
     return Code(job_sha256=job, files=files, contents=contents, workspace=out.getvalue())
+
+
+def _header(path: str, like: tarfile.TarInfo, size: int = 0) -> tarfile.TarInfo:
+    """A new header for a shipped entry. The scientist's own headers are not copied: their
+    pax records (a GNU sparse map, a size) would make the executor unpack other bytes than
+    the ones hashed here."""
+    info = tarfile.TarInfo(path)
+    info.type = tarfile.DIRTYPE if like.isdir() else tarfile.REGTYPE
+    info.mode = like.mode & 0o755
+    info.mtime = max(0, int(like.mtime))
+    info.size = size
+    return info
 
 
 def _text(data: bytes) -> str | None:
@@ -368,8 +376,8 @@ class CodeApprovals:
         workspace: bytes,
         working_dir: str,
     ) -> dict[str, Any]:
-        """Ask every owner whose datasets require it to approve this workflow's code."""
-        self.broker.require(caller, LEASE)
+        """Ask every owner whose datasets require it to approve this workflow's code (the
+        caller's LEASE scope was checked by RunService.request_approval)."""
         needing = await self.requiring(leases, spec.lease_ids, caller.user)
         if not needing:
             raise ApiError(

@@ -4,15 +4,11 @@ the broker computes the code identity exactly as it will for the run."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
 from typing import Any, Protocol
 
 from .leases import leases_by_id
-from .orchestrate import RunContext
+from .orchestrate import RunContext, snapshot_body
 from .spec import parse
-from .workspace import pack_home
 
 
 class ApprovalBroker(Protocol):
@@ -23,24 +19,11 @@ class ApprovalBroker(Protocol):
         ...
 
 
-def working_dir(ctx: RunContext) -> str:
-    """The notebook's directory relative to the home ("" at the home or outside it)."""
-    rel = os.path.relpath(os.path.realpath(ctx.cwd), os.path.realpath(ctx.home_dir))
-    return "" if rel == "." or rel.startswith("..") else rel.replace(os.sep, "/")
-
-
 async def request_approval(text: str, broker: ApprovalBroker, ctx: RunContext) -> dict[str, Any]:
     """Raises SpecError (line and column) before anything is sent for a bad workflow."""
     leases = leases_by_id(await broker.list_leases())
     parse(text, leases=leases, user=ctx.user, home_path=ctx.home_path)
-    workspace = await asyncio.to_thread(pack_home, ctx.home_dir)
-    return await broker.request_approval(
-        {
-            "spec": text,
-            "working_dir": working_dir(ctx),
-            "workspace": base64.b64encode(workspace).decode(),
-        }
-    )
+    return await broker.request_approval(await snapshot_body(text, ctx))
 
 
 def describe(reply: dict[str, Any]) -> str:

@@ -296,6 +296,19 @@ def outputs_summary(outputs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+async def snapshot_body(text: str, ctx: RunContext) -> dict[str, str]:
+    """`{spec, working_dir, workspace}` as POST /runs and POST /approvals take them: the
+    broker computes the code identity owners approve from these, so both send the same."""
+    rel = os.path.relpath(os.path.realpath(ctx.cwd), os.path.realpath(ctx.home_dir))
+    working_dir = "" if rel == "." or rel.startswith("..") else rel.replace(os.sep, "/")
+    workspace = await asyncio.to_thread(pack_home, ctx.home_dir)
+    return {
+        "spec": text,
+        "working_dir": working_dir,
+        "workspace": base64.b64encode(workspace).decode(),
+    }
+
+
 async def _run_on_executor(
     text: str,
     spec: Spec,
@@ -309,15 +322,10 @@ async def _run_on_executor(
     mock: bool = False,
 ) -> Run:
     """Send the spec and the home's snapshot; the broker compiles, binds and runs it."""
-    rel = os.path.relpath(os.path.realpath(ctx.cwd), os.path.realpath(ctx.home_dir))
-    working_dir = "" if rel == "." or rel.startswith("..") else rel.replace(os.sep, "/")
-    workspace = await asyncio.to_thread(pack_home, ctx.home_dir)
     started = await broker.submit_run(
         {
-            "spec": text,
+            **await snapshot_body(text, ctx),
             "name": name,
-            "working_dir": working_dir,
-            "workspace": base64.b64encode(workspace).decode(),
             **({"mock": True} if mock else {}),
         }
     )
