@@ -34,6 +34,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 OWN_TABLE = "mock.csv"  # a tabular dataset whose skeleton lists no .csv file
 # A skeleton may list thousands of tables; a mock run gets rows in the first ones only.
 MAX_TABLES = 32
+# Rows of one mock table in a mock run: the executor writes them all into the run.
+MAX_ROWS = 100_000
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,11 @@ same mock from every broker, refusals with exact messages, nothing of the storag
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
-from hubfixture import Hub, start_hub, stop_hub
+from hubfixture import Hub
 
 from dshare_hub import mockdata
 from dshare_hub.broker.app import load_openapi
@@ -17,15 +16,6 @@ from dshare_hub.demo.content import PAYMENT_COLUMNS
 
 pytestmark = pytest.mark.slow
 SECRET = "plaintext-Storage-Credential-mock-91c2"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    hub = start_hub(tmp_path_factory.mktemp("hub"))
-    try:
-        yield hub
-    finally:
-        stop_hub(hub)
 
 
 @pytest.fixture(scope="module")

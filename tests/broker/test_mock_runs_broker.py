@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import pytest
 import pytest_asyncio
+from embedded_broker import broker_app
+from traitlets import TraitError
 
 from dshare_hub.broker.app import BrokerApp, load_openapi
 from dshare_hub.broker.errors import ApiError
@@ -22,7 +24,6 @@ from dshare_hub.broker.runs import RunService
 from dshare_hub.broker.views import Caller
 from dshare_hub.demo.content import PAYMENT_COLUMNS
 from dshare_hub.k8s.runner import ArgoRunner
-from dshare_hub.keys.kek import generate_kek_line
 from dshare_hub.ledger.embedded import EmbeddedLedger
 
 pytestmark = pytest.mark.asyncio
@@ -69,15 +70,7 @@ class RecordingRunner:
 async def world(tmp_path: Path, monkeypatch) -> AsyncIterator[tuple[MockRuns, Any, Any]]:
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:9/hub/api")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
-    kek = tmp_path / "kek"
-    kek.write_text(generate_kek_line() + "\n")
-    app = BrokerApp(
-        org="UiS",
-        data_dir=str(tmp_path / "broker"),
-        ledger_db=str(tmp_path / "ledger.sqlite"),
-        identity_dir=str(tmp_path / "identities"),
-        kek_file=str(kek),
-    )
+    app = broker_app(tmp_path)
     ledger = EmbeddedLedger.open(app.ledger_db, app.identity_dir, "UiS")
     _web, broker, _reaper = app.build(ledger)
     data = tmp_path / "data"
@@ -142,6 +135,17 @@ async def test_a_dataset_id_becomes_a_mock_mount_and_nothing_reaches_the_ledger(
         view, {"$ref": "#/components/schemas/Run", "components": spec["components"]}
     )
     assert [r["id"] for r in await mocks.list(SAM)] == [run["id"]]
+    # Finished, its view is kept: the executor is not asked again (nor need it remember).
+    asked = []
+
+    async def forgetful(run_id: str, user: str) -> None:
+        asked.append(run_id)
+        return None
+
+    runner.status = forgetful
+    assert await mocks.get(SAM, run["id"]) == view
+    assert [r["id"] for r in await mocks.list(SAM)] == [run["id"]]
+    assert asked == []
     assert await mocks.list(KIM) == []
     with pytest.raises(ApiError) as info:
         await mocks.get(KIM, run["id"])
@@ -184,3 +188,52 @@ async def test_a_runner_without_mocks_refuses_them(world):
         "--mock"
     )
     assert runner.submitted == []
+
+
+@pytest.mark.parametrize("volume", ["STORAGE", "../uis-payments", "uis-payments/../uis-payments"])
+async def test_a_storage_path_or_a_traversal_as_volume_id_names_nothing(world, tmp_path, volume):
+    """The owner's real storage path (a scientist might guess it) or a path around a
+    dataset id: refused with the exact message, nothing sent to the executor."""
+    mocks, _broker, runner = world
+    volume = str(tmp_path / "data") if volume == "STORAGE" else volume
+    with pytest.raises(ApiError) as info:
+        await mocks.submit(SAM, body(volume))
+    assert (info.value.code, info.value.field) == ("INVALID_ARGUMENT", "spec")
+    assert info.value.message == (
+        f"spec: volume id `{volume}` is neither a dataset of the catalog nor one of your "
+        "leases; a mock run reads the mock of a dataset: write the dataset's id as the "
+        "DataExplorer shows it, e.g. `id: uis-payments`"
+    )
+    assert runner.submitted == [] and await mocks.list(SAM) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"rows": 100_000},
+            "rows: unknown field; allowed fields: spec, workspace, working_dir, name",
+        ),
+        (
+            {"mounts": {"dshare-mock-0": {"kind": "lease", "handle": "h"}}},
+            "mounts: unknown field; allowed fields: spec, workspace, working_dir, name",
+        ),
+    ],
+)
+async def test_a_scientist_cannot_choose_rows_or_mounts_of_a_mock_run(world, extra, message):
+    mocks, _broker, runner = world
+    with pytest.raises(ApiError) as info:
+        await mocks.submit(SAM, {**body("uis-payments"), **extra})
+    assert (info.value.code, info.value.message) == ("INVALID_ARGUMENT", message)
+    assert runner.submitted == []
+
+
+async def test_more_mock_rows_than_the_executor_takes_is_refused_when_configured():
+    # Not at the first mock run, where every scientist would get the executor's refusal.
+    with pytest.raises(TraitError) as info:
+        BrokerApp(mock_run_rows=100_001)
+    assert str(info.value) == (
+        "The value of the 'mock_run_rows' trait of a BrokerApp instance should not be "
+        "greater than 100000, but a value of 100001 was specified"
+    )
+    assert BrokerApp(mock_run_rows=100_000).mock_run_rows == 100_000

@@ -4,9 +4,11 @@ LocalMaterializer."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
+from dshare_hub.broker.materialize import LocalMaterializer
 from dshare_hub.executor.app import Executor
 from dshare_hub.executor.jail import Sandbox
 
@@ -230,3 +233,21 @@ def run_body(
     }
     body.update(over)
     return body
+
+
+@contextlib.asynccontextmanager
+async def executor_world(top: Path, sandbox: Sandbox) -> AsyncIterator[tuple[World, Path]]:
+    """The running executor of `top` beside UiO's broker directory (its mounts made as
+    the broker makes them): (world, broker dir); stopped on leaving."""
+    hub, hub_url = start_hub()
+    broker_dir = top / "uio-broker"
+    broker_dir.mkdir(mode=0o700)
+    LocalMaterializer(broker_dir)  # creates <data_dir>/mounts as the broker would
+    roots = {"UiO": str(broker_dir / "mounts")}
+    app, web_app, server, url = start_executor(top, sandbox, hub_url, roots)
+    w = World(top, url, app, web_app, sandbox, [hub, server])
+    try:
+        yield w, broker_dir
+    finally:
+        await web_app.settings["executor"].close()
+        w.stop()

@@ -22,7 +22,7 @@ from dshare_hub.demo.content import PAYMENT_COLUMNS
 from dshare_hub.executor.jail import Sandbox
 
 from .conftest import home_of
-from .service_world import World, data_dir, later, manifest, run_body, start_executor, start_hub
+from .service_world import World, data_dir, executor_world, later, manifest, run_body
 
 READ_MOCK = """
 head -1 /data/words/transactions.csv > header.txt
@@ -62,18 +62,8 @@ def mock_body(run_id: str, home: Path, mount: dict[str, Any], **over: Any) -> di
 
 @pytest_asyncio.fixture
 async def world(world: Path, sandbox: Sandbox) -> AsyncIterator[tuple[World, Path]]:
-    hub, hub_url = start_hub()
-    broker_dir = world / "uio-broker"
-    broker_dir.mkdir(mode=0o700)
-    LocalMaterializer(broker_dir)
-    roots = {"UiO": str(broker_dir / "mounts")}
-    app, web_app, server, url = start_executor(world, sandbox, hub_url, roots)
-    w = World(world, url, app, web_app, sandbox, [hub, server])
-    try:
-        yield w, broker_dir
-    finally:
-        await web_app.settings["executor"].close()
-        w.stop()
+    async with executor_world(world, sandbox) as running:
+        yield running
 
 
 async def wait_gate(w: World, run_id: str, timeout: float = 120) -> dict[str, Any]:
@@ -120,6 +110,9 @@ async def test_a_mock_run_reads_the_mock_and_its_outputs_arrive_labelled(world) 
     # The mock is the one the generator makes: the same rows everywhere.
     rows = list(csv.reader(io.StringIO((out / "ids.txt").read_text())))
     assert len(rows) == 3
+    # The mock views went with the run, as lease views do.
+    run_dir = w.web_app.settings["executor"].store.run_dir("M-run1")
+    assert run_dir.is_dir() and not (run_dir / "data").exists()
 
 
 @pytest.mark.parametrize(
@@ -192,3 +185,35 @@ async def test_a_real_run_cannot_carry_a_mock_mount_nor_say_mock_loosely(world) 
     body["mock"] = "yes"
     r = await w.call("POST", "/runs", "uis-token", body)
     assert json.loads(r.body)["message"] == "mock: must be true (a run on mocks) or false"
+
+
+@pytest.mark.asyncio
+async def test_one_scientist_cannot_flood_the_executor_with_mock_runs(world) -> None:
+    """A mock run needs no lease: without a cap one scientist's sleeping mock runs would
+    hold every job identity of the pool. The fourth at once is refused, nothing of it is
+    created, and once one of the three ends another may start."""
+    w, _ = world
+    home = home_of(w.top)
+    going = [f"M-flood{n}" for n in range(4)]
+
+    def body(run_id: str) -> dict[str, Any]:
+        return mock_body(run_id, home, mock_mount(), manifest=manifest(run_id, "sleep 60", "true"))
+
+    for run_id in going[:3]:
+        r = await w.call("POST", "/runs", "uis-token", body(run_id))
+        assert r.code == 202, r.body
+    r = await w.call("POST", "/runs", "uis-token", body(going[3]))
+    assert r.code == 429, r.body
+    assert json.loads(r.body) == {
+        "code": "TOO_MANY_RUNS",
+        "message": "you have 3 mock runs going and at most 3 may run at once; wait for one "
+        "to finish, or interrupt the kernel that runs it to cancel it",
+    }
+    assert (await w.call("GET", f"/runs/{going[3]}")).code == 404
+    assert (await w.call("POST", f"/runs/{going[0]}/cancel", "uis-token")).code == 200
+    await wait_gate(w, going[0], timeout=30)
+    assert (await w.call("POST", "/runs", "uis-token", body(going[3]))).code == 202
+    for run_id in going[1:]:
+        assert (await w.call("POST", f"/runs/{run_id}/cancel", "uis-token")).code == 200
+    for run_id in going[1:]:
+        assert (await wait_gate(w, run_id, timeout=30))["state"] == "cancelled"

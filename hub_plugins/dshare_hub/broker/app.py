@@ -19,6 +19,7 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 from traitlets import Dict, Float, Integer, List, Unicode
 
+from .. import mockdata
 from ..keys import KekSource, KeyService, KeyStore
 from ..ledger import Ledger
 from ..ledger.identity import OrgIdentity, load_identity
@@ -28,7 +29,8 @@ from .handlers import routes
 from .interactive import InteractiveViews
 from .materialize import LocalMaterializer, Materializer
 from .mock_handlers import mock_routes
-from .mockruns import MockRuns
+from .mockruns import DEFAULT_ROWS, MockRuns
+from .mocks import DEFAULT_MAX_PREVIEW_ROWS
 from .peers import NonceStore, Signer
 from .reaper import Reaper
 from .redacted import RedactionKeys
@@ -242,14 +244,17 @@ class BrokerApp(HubServiceApp):
     ).tag(config=True)
 
     mock_preview_max_rows = Integer(
-        100,
+        DEFAULT_MAX_PREVIEW_ROWS,
+        min=1,
         help="""Most rows a mock preview (GET datasets/<id>/mock?rows=N) returns. Mocks are
         synthetic, so this bounds only the work of one request; raise it when scientists
         want longer previews.""",
     ).tag(config=True)
 
     mock_run_rows = Integer(
-        1000,
+        DEFAULT_ROWS,
+        min=0,
+        max=mockdata.MAX_ROWS,
         help="""Rows of each table a mock run (%dshare_run --mock) reads, at most 100000
         (the executor's limit). Raise it when workflows need more rows to be tested; the
         executor writes them into the run's directory, so they cost its disk and time.""",

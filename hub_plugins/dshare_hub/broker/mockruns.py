@@ -9,29 +9,29 @@ Mock runs are not recorded on the ledger. The ledger is the owners' record of ho
 data was used and what left runs over it; a mock run uses no one's data and releases
 nothing of anyone's, so an entry would only put runs that never touched an owner's data
 into its audit trail and cost a transaction per test of the code. The broker keeps its
-own record of each (`<data_dir>/mock-runs/<id>.json`, for My runs) and logs it.
+own record of each (`<data_dir>/mock-runs/<user's folder>/<id>.json`, for My runs) and
+logs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
-import posixpath
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dshare_server.workflow.compiler import CompileContext, CompileError, compile_workflow
 from dshare_server.workflow.problems import SpecError
 from dshare_server.workflow.spec import parse
 
 from .errors import ApiError, bad
 from .mocks import public_asset
 from .runner import Submission
-from .runs import FINAL, HOME_PATH, RunService, check_submit, home_claim
+from .runs import FINAL, HOME_PATH, RunService, check_submit, compile_run, home_claim
 from .service import LEASE, READ
 from .views import Caller, check_id, require_object
 
@@ -95,20 +95,7 @@ class MockRuns:
         assets = await self._assets(caller, spec.lease_ids)
         run_id = PREFIX + secrets.token_hex(12)
         claims = {vid: mock_claim(n) for n, vid in enumerate(spec.lease_ids)}
-        ctx = CompileContext(
-            user=caller.user,
-            run_id=run_id,
-            image=self.runner.image,
-            home_claim=home_claim(caller.user),
-            service_account=f"dshare-{caller.user}",
-            claims=claims,
-            home_path=HOME_PATH,
-            working_dir=posixpath.normpath(posixpath.join(HOME_PATH, working_dir or ".")),
-        )
-        try:
-            manifest = compile_workflow(spec, ctx)
-        except CompileError as error:
-            raise ApiError("INVALID_ARGUMENT", str(error), "spec") from None
+        manifest = compile_run(spec, caller.user, run_id, self.runner.image, claims, working_dir)
         record = {
             "id": run_id,
             "name": name or spec.name or "workflow",
@@ -135,7 +122,7 @@ class MockRuns:
                 )
             )
         except BaseException:
-            self._path(run_id).unlink(missing_ok=True)
+            self._path(caller.user, run_id).unlink(missing_ok=True)
             raise
         log.info(
             "mock run %s of %s/%s handed to the executor", run_id, self.broker.org, caller.user
@@ -164,11 +151,16 @@ class MockRuns:
 
     # -- records ----------------------------------------------------------------------------
 
-    def _path(self, run_id: str) -> Path:
-        return self.state_dir / f"{check_id(run_id, 'run_id')}.json"
+    def _folder(self, user: str) -> Path:
+        # A folder per user: My runs, polled by every Lab, reads only its user's records.
+        return self.state_dir / hashlib.sha256(user.encode()).hexdigest()[:32]
+
+    def _path(self, user: str, run_id: str) -> Path:
+        return self._folder(user) / f"{check_id(run_id, 'run_id')}.json"
 
     def _save(self, record: dict[str, Any]) -> None:
-        path = self._path(record["id"])
+        path = self._path(record["user"], record["id"])
+        path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, sort_keys=True))
         os.replace(tmp, path)
@@ -176,7 +168,7 @@ class MockRuns:
     def _own(self, caller: Caller, run_id: str) -> dict[str, Any]:
         self.broker.require(caller, READ)
         try:
-            record: dict[str, Any] = json.loads(self._path(run_id).read_text())
+            record: dict[str, Any] = json.loads(self._path(caller.user, run_id).read_text())
         except (OSError, ValueError):
             record = {}
         if record.get("user") != caller.user or record.get("org") != caller.org:
@@ -185,6 +177,11 @@ class MockRuns:
         return record
 
     async def _view(self, record: dict[str, Any]) -> dict[str, Any]:
+        # A finished run's view never changes: kept in its record, My runs' polling does
+        # not ask the executor about it again.
+        final: dict[str, Any] | None = record.get("final")
+        if final is not None:
+            return final
         try:
             found = await self.runner.status(record["id"], record["user"])
         except ApiError:
@@ -202,7 +199,7 @@ class MockRuns:
         state = status.get("state")
         done = state in FINAL and bool(status.get("gate_done"))
         message = str(status.get("message") or "")
-        return {
+        view = {
             **{k: record.get(k) for k in ("id", "name", "user", "org", "lease_ids")},
             "dataset_ids": record.get("dataset_ids") or [],
             "spec_sha256": record.get("spec_sha256"),
@@ -218,6 +215,9 @@ class MockRuns:
             "warnings": status.get("warnings", []),
             "outputs": status.get("outputs", []) if done else [],
         }
+        if done:
+            self._save({**record, "final": view})
+        return view
 
     # -- what the scientist asks about a mock run -------------------------------------------
 
@@ -227,7 +227,7 @@ class MockRuns:
     async def list(self, caller: Caller, newest: int = 20) -> list[dict[str, Any]]:
         self.broker.require(caller, READ)
         records = []
-        for path in self.state_dir.glob(f"{PREFIX}*.json"):
+        for path in self._folder(caller.user).glob(f"{PREFIX}*.json"):
             try:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):

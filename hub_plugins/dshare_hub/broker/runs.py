@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import posixpath
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,34 @@ def outputs_digest(outputs: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
+def compile_run(
+    spec: Spec,
+    user: str,
+    run_id: str,
+    image: str,
+    claims: dict[str, str],
+    working_dir: str,
+    expiry: dict[str, datetime] | None = None,
+) -> dict[str, Any]:
+    """The workflow the broker runs: compiled here from the spec, never taken from the
+    server; `claims` maps each volume id to the claim its mount is bound to."""
+    ctx = CompileContext(
+        user=user,
+        run_id=run_id,
+        image=image,
+        home_claim=home_claim(user),
+        service_account=f"dshare-{user}",
+        claims=claims,
+        lease_expiry=expiry or {},
+        home_path=HOME_PATH,
+        working_dir=posixpath.normpath(posixpath.join(HOME_PATH, working_dir or ".")),
+    )
+    try:
+        return compile_workflow(spec, ctx)
+    except CompileError as error:
+        raise ApiError("INVALID_ARGUMENT", str(error), "spec") from None
+
+
 class RunService:
     def __init__(
         self,
@@ -163,21 +192,8 @@ class RunService:
             for lease_id in spec.lease_ids
             if (when := parse_timestamp(leases[lease_id].get("expires_at"))) is not None
         }
-        ctx = CompileContext(
-            user=user,
-            run_id=run_id,
-            image=self.runner.image,
-            home_claim=home_claim(user),
-            service_account=f"dshare-{user}",
-            claims={lease_id: lease_claim(lease_id) for lease_id in spec.lease_ids},
-            lease_expiry=expiry,
-            home_path=HOME_PATH,
-            working_dir=posixpath.normpath(posixpath.join(HOME_PATH, working_dir or ".")),
-        )
-        try:
-            return compile_workflow(spec, ctx)
-        except CompileError as error:
-            raise ApiError("INVALID_ARGUMENT", str(error), "spec") from None
+        claims = {lease_id: lease_claim(lease_id) for lease_id in spec.lease_ids}
+        return compile_run(spec, user, run_id, self.runner.image, claims, working_dir, expiry)
 
     async def submit(self, caller: Caller, body: Any) -> dict[str, Any]:
         self.broker.require(caller, LEASE)

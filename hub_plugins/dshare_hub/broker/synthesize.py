@@ -5,13 +5,17 @@ owner's broker reads its own dataset's first table and derives per-column margin
 which it stores as the columns' `mock` ranges on the ledger, where every scientist's mock
 then draws from them. What is derived is chosen to say little about any one row:
 
-- numbers, integers, dates: the 5th and 95th percentiles as min and max (never the
-  extremes, which would name the largest payment);
+- numbers, integers, dates: the 5th and 95th percentiles as min and max, and only from
+  at least `min_count` values; never the extremes, which would name the largest payment
+  (in a small table a percentile is the extreme, so the one next to it is taken);
 - strings: the categories that occur at least `min_count` times, at most `max_values`
   of them (a rare value is left out; none frequent enough: the column keeps its ranges);
 - the fraction of empty cells, rounded to two decimals;
-- columns tagged pii or identifier: never from the data; they keep their pattern (or get
-  the default id pattern), whatever the rows hold.
+- columns tagged pii or identifier, and columns the owner's redaction policy hides from a
+  lessee (as it decides for another organization, or one of the policy's allowed_orgs,
+  without a purpose): never from the data. A string column keeps its pattern (or gets the
+  default id pattern), any other keeps the owner's ranges, whatever the rows hold: the
+  mock is public to every member, lessees the policy hides the column from included.
 
 Without this request a mock is made from the schema and the owner's own ranges alone.
 """
@@ -30,6 +34,7 @@ from dshare_chaincode.mockspec import MAX_VALUE_LEN
 
 from .. import mockdata
 from ..keys import KeyServiceError
+from . import redaction
 from .errors import ApiError, from_keys
 from .service import Broker
 from .views import Caller, check_id
@@ -42,7 +47,9 @@ SYNTH_FIELDS = ("min_count", "max_values")
 
 
 def _quantile(sorted_values: list[Any], q: float) -> Any:
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.floor(q * len(sorted_values))))]
+    """The q-quantile, never the smallest or largest value (callers give at least 3)."""
+    last = len(sorted_values) - 1
+    return sorted_values[min(last - 1, max(1, math.floor(q * len(sorted_values))))]
 
 
 def _parse(value: str, ctype: str) -> Any:
@@ -71,8 +78,10 @@ def derive_ranges(
     *,
     min_count: int = MIN_COUNT,
     max_values: int = MAX_VALUES,
+    hidden: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """The columns with `mock` ranges derived from `rows` (csv.DictReader rows)."""
+    """The columns with `mock` ranges derived from `rows` (csv.DictReader rows); nothing of
+    the `hidden` columns' values, as of identifying ones."""
     cells: dict[str, list[str]] = {str(c["name"]): [] for c in columns}
     total = 0
     for row in rows:
@@ -83,14 +92,18 @@ def derive_ranges(
     for column in columns:
         name, ctype = str(column["name"]), str(column.get("type") or "string")
         ranges = dict(column.get("mock") or {})
-        identifying = bool(mockdata.IDENTIFYING_TAGS & set(column.get("tags") or []))
+        identifying = name in hidden or bool(
+            mockdata.IDENTIFYING_TAGS & set(column.get("tags") or [])
+        )
         present = [v for v in cells[name] if v != ""]
         if total:
             ranges["null_fraction"] = round(1 - len(present) / total, 2)
         if identifying:
-            # Never from the data: an id pattern is all a mock of an identifier may show.
-            ranges.pop("values", None)
-            ranges.setdefault("pattern", mockdata.DEFAULT_ID_PATTERN)
+            # Never from the data: an id pattern is all a mock of an identifier may show
+            # (the contract takes patterns on strings only; others keep the owner's ranges).
+            if ctype == "string":
+                ranges.pop("values", None)
+                ranges.setdefault("pattern", mockdata.DEFAULT_ID_PATTERN)
         elif ctype in ("integer", "number", "date", "datetime") and present:
             try:
                 parsed = sorted(
@@ -100,7 +113,8 @@ def derive_ranges(
                 )
             except (ValueError, TypeError):
                 parsed = []  # not all of the column's type: the owner's ranges stay
-            if parsed:
+            # As for categories: from fewer than min_count values a bound tells of a row.
+            if len(parsed) >= max(min_count, 3):
                 ranges["min"] = _number_out(_quantile(parsed, LOW), ctype)
                 ranges["max"] = _number_out(_quantile(parsed, HIGH), ctype)
         elif ctype == "string":
@@ -111,6 +125,21 @@ def derive_ranges(
                 ranges["values"] = sorted(frequent)
         out.append({**column, "mock": ranges})
     return out
+
+
+def hidden_columns(asset: Mapping[str, Any]) -> frozenset[str]:
+    """Columns the owner's redaction policy does not give some lessee as they are; all of
+    them when it cannot be decided (a mount would be refused then too)."""
+    owner = str(asset.get("owner_org") or "")
+    allowed = (asset.get("policy") or {}).get("allowed_orgs") or []
+    hidden: set[str] = set()
+    for lessee in sorted({redaction.OTHER_ORG, *allowed} - {owner}):
+        try:
+            plan = redaction.decide(asset, {"lessee_org": lessee, "purpose": ""})
+        except redaction.RedactionError:
+            return frozenset(str(c.get("name")) for c in asset.get("columns") or [])
+        hidden |= set(plan.actions)
+    return frozenset(hidden)
 
 
 def _limits(body: Any) -> tuple[int, int]:
@@ -194,5 +223,7 @@ async def synthesize(broker: Broker, caller: Caller, asset_id: str, body: Any) -
         rows = _read_rows(str(details.get("path") or ""), table)
     finally:
         del details
-    derived = derive_ranges(columns, rows, min_count=min_count, max_values=max_values)
+    derived = derive_ranges(
+        columns, rows, min_count=min_count, max_values=max_values, hidden=hidden_columns(asset)
+    )
     return await broker.update_dataset(caller, asset_id, {"columns": derived})

@@ -128,6 +128,13 @@ class Executor(HubServiceApp):
     parallelism = Integer(
         0, help="Jobs of one run at once; 0 means the number of CPUs. Lower it on busy hosts."
     ).tag(config=True)
+    max_mock_runs_per_user = Integer(
+        3,
+        help="""Mock runs (%dshare_run --mock) one scientist may have going at once; 0 for
+        no limit. A mock run needs no lease, so without it one scientist could take every
+        job identity of Executor.uid_range and stop everyone's runs. Raise it when
+        scientists test many workflows side by side.""",
+    ).tag(config=True)
 
     aliases = {"config": "Executor.config_file"}
 
@@ -210,6 +217,7 @@ class Executor(HubServiceApp):
             workspace_max_bytes=self.workspace_max_bytes,
             parallelism=self.parallelism or None,
             limits=limits,
+            max_mock_runs=self.max_mock_runs_per_user,
         )
         service.recover()
         hub_auth = hub_auth or HubAuth()

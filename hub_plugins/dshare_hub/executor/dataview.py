@@ -15,6 +15,8 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from .mounts import OpenMount
@@ -72,13 +74,13 @@ def make_view(run_dir: Path, lease_id: str, source_fd: int, gid: int) -> Path:
     return target
 
 
-def open_views(run_dir: Path, opened: list[OpenMount]) -> dict[str, int]:
-    """Each lease's view, opened for bwrap: {claim: O_PATH descriptor}."""
+def open_each(views: Iterable[tuple[str, Callable[[], Path]]]) -> dict[str, int]:
+    """Each (claim, make) view made and opened for bwrap: {claim: O_PATH descriptor}.
+    When one cannot be made, none of those before it stays open."""
     fds: dict[str, int] = {}
     try:
-        for m in opened:
-            view = make_view(run_dir, m.lease_id, m.fd, m.data_gid)
-            fds[m.claim] = os.open(view, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        for claim, make in views:
+            fds[claim] = os.open(make(), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except BaseException:
         for fd in fds.values():
             os.close(fd)
@@ -86,6 +88,14 @@ def open_views(run_dir: Path, opened: list[OpenMount]) -> dict[str, int]:
     return fds
 
 
+def open_views(run_dir: Path, opened: list[OpenMount]) -> dict[str, int]:
+    """Each lease's view, opened for bwrap: {claim: O_PATH descriptor}."""
+    return open_each(
+        (m.claim, partial(make_view, run_dir, m.lease_id, m.fd, m.data_gid)) for m in opened
+    )
+
+
 def remove_views(run_dir: Path) -> None:
-    """Unlink every view of the run (the owner's files stay: only links go)."""
+    """Unlink every view of the run, mock views too (the owner's files stay: only links
+    go)."""
     shutil.rmtree(run_dir / DATA, ignore_errors=True)

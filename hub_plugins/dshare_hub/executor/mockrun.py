@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,16 @@ from dshare_chaincode import validate
 from dshare_chaincode.errors import ContractError
 
 from .. import mockdata
-from ..webapi import bad
+from ..webapi import ApiError, bad
+from . import dataview
 from . import workspace as ws
 from .gate import fit_ledger
 from .outputs import Gated
 
 KIND = "mock"
 MOCK_FIELDS = ("columns", "dataset_id", "dataset_name", "kind", "owner_org", "rows", "skeleton")
-MAX_ROWS = 100_000
 MOCK_DIR = "mock-runs"  # in the home: where a mock run's outputs are delivered
 MARKER = "MOCK.txt"
-MOCKS = "mocks"  # in the run's directory: the mock views
 
 
 def marker_text(run_id: str) -> str:
@@ -67,8 +67,8 @@ def check_mock_mount(claim: str, mount: Any) -> dict[str, Any]:
             f"only ({', '.join(MOCK_FIELDS)}), never a handle to its data",
         )
     rows = mount.get("rows")
-    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= MAX_ROWS:
-        raise bad(f"{field}.rows", f"must be a whole number of rows from 0 to {MAX_ROWS}")
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= mockdata.MAX_ROWS:
+        raise bad(f"{field}.rows", f"must be a whole number of rows from 0 to {mockdata.MAX_ROWS}")
     try:
         dataset_id = validate.ident(mount.get("dataset_id"), f"{field}.dataset_id")
         columns = validate.columns(mount.get("columns", []), f"{field}.columns")
@@ -84,6 +84,25 @@ def check_mock_mount(claim: str, mount: Any) -> dict[str, Any]:
         "skeleton": skeleton,
         "rows": rows,
     }
+
+
+def check_room(records: Iterable[Mapping[str, Any]], org: str, user: str, limit: int) -> None:
+    """Refuses a mock run while the scientist has `limit` going (0: no limit): they need
+    no lease, and each holds a job identity of the pool every run draws from."""
+    going = sum(
+        1
+        for r in records
+        if r.get("mock")
+        and r.get("org") == org
+        and r.get("user") == user
+        and not r.get("gate_done")
+    )
+    if limit and going >= limit:
+        raise ApiError(
+            "TOO_MANY_RUNS",
+            f"you have {going} mock runs going and at most {limit} may run at once; wait for "
+            "one to finish, or interrupt the kernel that runs it to cancel it",
+        )
 
 
 def _write_view(top: Path, name: str, mount: Mapping[str, Any]) -> Path:
@@ -112,24 +131,15 @@ def _write_view(top: Path, name: str, mount: Mapping[str, Any]) -> Path:
 
 
 def open_mock_views(run_dir: Path, mounts: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-    """Each mock mount's view, written and opened for bwrap: {claim: O_PATH descriptor}."""
-    top = run_dir / MOCKS
+    """Each mock mount's view, written and opened for bwrap: {claim: O_PATH descriptor}.
+    Beside where lease views go (a mock run has none), so remove_views removes them."""
+    top = run_dir / dataview.DATA
     top.mkdir(mode=0o711, exist_ok=True)
     os.chmod(top, 0o711)  # noqa: S103 - traversal only
-    fds: dict[str, int] = {}
-    try:
-        for n, (claim, mount) in enumerate(sorted(mounts.items())):
-            view = _write_view(top, str(n), mount)
-            fds[claim] = os.open(view, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except BaseException:
-        for fd in fds.values():
-            os.close(fd)
-        raise
-    return fds
-
-
-def remove_mock_views(run_dir: Path) -> None:
-    shutil.rmtree(run_dir / MOCKS, ignore_errors=True)
+    return dataview.open_each(
+        (claim, partial(_write_view, top, f"mock-{n}", mount))
+        for n, (claim, mount) in enumerate(sorted(mounts.items()))
+    )
 
 
 def delivered_path(run_id: str, rel: str) -> str:

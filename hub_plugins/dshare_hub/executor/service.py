@@ -52,8 +52,10 @@ class ExecutorService:
         workspace_max_bytes: int = 1024**3,
         parallelism: int | None = None,
         limits: JobLimits | None = None,
+        max_mock_runs: int = 3,
     ) -> None:
         self.limits = limits or JobLimits()
+        self.max_mock_runs = max_mock_runs
         self.store = store
         self.pool = pool
         self.sandbox = sandbox
@@ -94,7 +96,6 @@ class ExecutorService:
                 # What an interrupted run left: its workspace and its views of the data.
                 run_dir = self.store.run_dir(record["id"])
                 dataview.remove_views(run_dir)
-                mockrun.remove_mock_views(run_dir)
                 shutil.rmtree(run_dir / ws.WORKSPACE, ignore_errors=True)
             self.records[record["id"]] = record
 
@@ -161,6 +162,8 @@ class ExecutorService:
                 return self.view(existing)
             if not self.sandbox.usable:
                 raise refuse_sandbox()
+            if req.mock:
+                mockrun.check_room(self.records.values(), req.org, req.user, self.max_mock_runs)
             # A mock run opens no owner's handle: its mounts are schemas (mockrun.py).
             opened = [] if req.mock else self._open_mounts(req)
             try:
@@ -267,7 +270,6 @@ class ExecutorService:
                 os.close(fd)
             _close(opened)
             await asyncio.to_thread(dataview.remove_views, run_dir)
-            await asyncio.to_thread(mockrun.remove_mock_views, run_dir)
             await asyncio.to_thread(kill_uid, ident.uid)
             record["gate_done"] = True
             self.store.save(record)

@@ -9,9 +9,11 @@ export const PREVIEW_ROWS = 10;
 
 export const SYNTHESIZE_EXPLANATION =
   'Your broker reads the first table of this dataset and stores, as the mock ranges of ' +
-  'its columns, the 5th to 95th percentiles of numbers and dates, the categories seen at ' +
-  'least 10 times and the share of empty cells. Columns tagged pii or identifier keep a ' +
-  'pattern. The ranges are on the ledger, where every member organization reads them.';
+  'its columns, the 5th to 95th percentiles of numbers and dates (never the extremes, ' +
+  'and from at least 10 values), the categories seen at least 10 times and the share ' +
+  'of empty cells. Columns tagged pii or identifier, and columns your redaction policy ' +
+  'hides from a lessee, get nothing from the data. The ranges are on the ledger, where ' +
+  'every member organization reads them.';
 
 export interface IMockPreviewProps {
   host: IExplorerHost;
